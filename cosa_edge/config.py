@@ -1,0 +1,107 @@
+"""Model and training configuration: dataclasses, loaded from the preset TOML files.
+
+Torch-free, so that artifacts' metadata can be read on a deploy box.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import CosaEdgeError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: str = "mtl_cosa"
+    encoder: str = "resnet18"
+    image_size: int = 256
+    decoder_channels: tuple[int, int, int, int] = (256, 128, 64, 32)
+    num_classes: int = 2
+    #: Local torchvision ImageNet checkpoint for the encoder; None trains from scratch.
+    pretrained: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run. The paper's values are the defaults."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    preset: str = "custom"
+    epochs: int = 100
+    batch_size: int = 12  # global: split evenly over the processes of a distributed run
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 5e-4
+    seg_weight: float = 0.8  # alpha in the paper's Eq. (1)
+    cls_weight: float = 0.2  # beta
+    seed: int = 0
+    augment: bool = True
+    amp: bool = True  # mixed precision, used on CUDA only
+    val_fraction: float = 0.15
+    num_workers: int = 0
+    sync_batchnorm: bool = False
+    device: str = "auto"
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        model_changes = {k: v for k, v in changes.items() if k in _MODEL_FIELDS and v is not None}
+        train_changes = {k: v for k, v in changes.items() if k not in _MODEL_FIELDS and v is not None}
+        model = dataclasses.replace(self.model, **model_changes)
+        return dataclasses.replace(self, model=model, **train_changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        model_data = dict(data.get("model", {}))
+        unknown = (set(data) - _TRAIN_FIELDS - {"model"}) | (set(model_data) - _MODEL_FIELDS)
+        if unknown:
+            raise CosaEdgeError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+        if "decoder_channels" in model_data:
+            model_data["decoder_channels"] = tuple(model_data["decoder_channels"])
+        train_data = {k: v for k, v in data.items() if k != "model"}
+        if "betas" in train_data:
+            train_data["betas"] = tuple(train_data["betas"])
+        return cls(model=ModelConfig(**model_data), **train_data)
+
+
+_MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
+_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively: checkpoints and JSON hold only plain types."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in resources.files("cosa_edge.presets").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_preset(name_or_path: str) -> TrainConfig:
+    """A preset by name (``edge``, ``paper``) or a TOML file of the same shape."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise CosaEdgeError(f"preset file {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+    elif name_or_path in preset_names():
+        text = resources.files("cosa_edge.presets").joinpath(f"{name_or_path}.toml").read_text(encoding="utf-8")
+    else:
+        raise CosaEdgeError(f"unknown preset {name_or_path!r}; choose one of {', '.join(preset_names())} or a .toml file")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CosaEdgeError(f"preset {name_or_path} is not valid TOML: {exc}") from None
+    flat = {**data.get("train", {}), "model": data.get("model", {}), "preset": path.stem}
+    return TrainConfig.from_dict(flat)

@@ -1,0 +1,103 @@
+"""Stratified k-fold splits, optionally keeping near-duplicate images in the same fold.
+
+BUSI holds near-duplicates (the same lesion saved twice, or cropped slightly
+differently). A random split can put one copy in training and the other in
+testing, which flatters the test score; grouping them by perceptual hash
+prevents that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..errors import CosaEdgeError
+from .sample import Sample
+
+
+@dataclass(frozen=True)
+class Fold:
+    index: int
+    train: list[int]
+    test: list[int]
+
+
+def perceptual_hash(image: np.ndarray) -> int:
+    """64-bit DCT hash: the signs of the 8x8 lowest frequencies of a 32x32 thumbnail against their median."""
+    thumb = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(thumb)[:8, :8].flatten()
+    bits = low > np.median(low[1:])
+    return int(sum(1 << i for i, bit in enumerate(bits) if bit))
+
+
+def near_duplicate_groups(samples: list[Sample], max_distance: int = 6) -> list[int]:
+    """A group id per sample; samples whose hashes differ in at most ``max_distance`` bits share one."""
+    hashes = np.array([perceptual_hash(s.image) for s in samples], dtype=np.uint64)
+    parent = list(range(len(samples)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(samples)):
+        xor = hashes[i] ^ hashes[i + 1:]
+        distances = np.unpackbits(xor.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+        for j in np.flatnonzero(distances <= max_distance) + i + 1:
+            parent[find(int(j))] = find(i)
+    roots = [find(i) for i in range(len(samples))]
+    renumber = {root: k for k, root in enumerate(dict.fromkeys(roots))}
+    return [renumber[r] for r in roots]
+
+
+def stratified_folds(labels: list[int], k: int = 5, seed: int = 0, groups: list[int] | None = None) -> list[Fold]:
+    """``k`` folds whose class ratio matches the whole set's; members of one group never straddle folds.
+
+    Without groups every sample is its own group. Groups are dealt to folds
+    largest first, each to the fold that most lacks that group's class, which
+    keeps fold sizes and class ratios within a group's size of even.
+    """
+    n = len(labels)
+    if k < 2:
+        raise CosaEdgeError(f"cross-validation needs at least 2 folds, not {k}")
+    if n < k:
+        raise CosaEdgeError(f"cannot split {n} images into {k} folds; use more images or fewer folds")
+    groups = list(range(n)) if groups is None else list(groups)
+    rng = np.random.default_rng(seed)
+    members: dict[int, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    group_ids = list(members)
+    rng.shuffle(group_ids)
+    group_ids.sort(key=lambda g: -len(members[g]))  # stable: ties keep the shuffled order
+    n_classes = max(labels) + 1
+    target = np.bincount(labels, minlength=n_classes) / k
+    counts = np.zeros((k, n_classes))
+    assigned: list[list[int]] = [[] for _ in range(k)]
+    for group in group_ids:
+        group_labels = np.bincount([labels[i] for i in members[group]], minlength=n_classes)
+        deficit = ((target - counts) * group_labels).sum(axis=1) - counts.sum(axis=1) * 1e-6
+        fold = int(np.argmax(deficit))
+        counts[fold] += group_labels
+        assigned[fold].extend(members[group])
+    folds = []
+    for index in range(k):
+        test = sorted(assigned[index])
+        test_set = set(test)
+        folds.append(Fold(index=index, train=[i for i in range(n) if i not in test_set], test=test))
+    return folds
+
+
+def stratified_holdout(labels: list[int], fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """(train, validation) indices with ``fraction`` of each class held out."""
+    rng = np.random.default_rng(seed)
+    validation: list[int] = []
+    for label in sorted(set(labels)):
+        indices = [i for i, value in enumerate(labels) if value == label]
+        rng.shuffle(indices)
+        validation.extend(indices[: int(round(len(indices) * fraction))])
+    held = set(validation)
+    return [i for i in range(len(labels)) if i not in held], sorted(validation)

@@ -1,0 +1,85 @@
+"""Encoders from torchvision, adapted to one grey input channel.
+
+Contract (as in segmentation_models_pytorch): ``out_channels`` lists the
+channels of C1..C5, ``forward`` returns [C1, ..., C5] at strides 2, 4, 8, 16, 32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models
+
+from ..errors import CosaEdgeError
+
+_RESNETS = {"resnet18": models.resnet18, "resnet34": models.resnet34,
+            "resnet50": models.resnet50, "resnet101": models.resnet101}
+ENCODER_NAMES = tuple(_RESNETS)
+
+
+def grey_first_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    """The same convolution taking one channel; its weights are the RGB weights summed, so a grey
+    image replicated to RGB and the grey image itself give the same response."""
+    grey = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None)
+    with torch.no_grad():
+        grey.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+        if conv.bias is not None:
+            grey.bias.copy_(conv.bias)
+    return grey
+
+
+def load_torchvision_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read an ImageNet checkpoint saved by torchvision (a plain state dict), as data only."""
+    path = Path(path)
+    if not path.is_file():
+        raise CosaEdgeError(f"pretrained weights {path} do not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CosaEdgeError(f"cannot read pretrained weights {path}: {exc}. Expected a torchvision state dict (.pth)") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CosaEdgeError(f"{path} is not a state dict of tensors")
+    return state
+
+
+class ResNetEncoder(nn.Module):
+    def __init__(self, name: str = "resnet18", pretrained: Path | None = None) -> None:
+        super().__init__()
+        if name not in _RESNETS:
+            raise CosaEdgeError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODER_NAMES)}")
+        net = _RESNETS[name](weights=None)
+        if pretrained is not None:
+            self._load_rgb_weights(net, name, pretrained)
+        net.conv1 = grey_first_conv(net.conv1)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
+        self.pool = net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        width = 512 if name in ("resnet18", "resnet34") else 2048
+        self.out_channels: tuple[int, ...] = (64, width // 8, width // 4, width // 2, width)
+
+    @staticmethod
+    def _load_rgb_weights(net: nn.Module, name: str, path: Path) -> None:
+        state = {k: v for k, v in load_torchvision_state_dict(path).items() if not k.startswith("fc.")}
+        expected = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+        if missing or unexpected or wrong_shape:
+            def show(keys: list[str]) -> str:
+                return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "") if keys else "none"
+            raise CosaEdgeError(
+                f"{path} does not fit torchvision's {name}: missing keys: {show(missing)}; unexpected keys: "
+                f"{show(unexpected)}; wrong shapes: {show(wrong_shape)}. Pass the ImageNet checkpoint of {name} itself"
+            )
+        net.load_state_dict(state, strict=False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        c1 = self.stem(x)
+        c2 = self.layer1(self.pool(c1))
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        return [c1, c2, c3, c4, self.layer4(c4)]

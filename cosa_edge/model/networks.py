@@ -1,0 +1,102 @@
+"""MTL-COSA and the paper's comparison models, each returning named outputs.
+
+Every model's ``forward(x)`` takes (B, 1, H, W) normalised grey images and
+returns a dict with ``seg_logits`` (B, 2, H, W) and/or ``cls_logits`` (B, 2);
+``model.tasks`` says which.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models
+
+from .attention import SelfAttention2d
+from .cosa import COSA
+from .decoder import UDecoder
+from .encoders import ResNetEncoder, grey_first_conv
+
+SEG_LOGITS = "seg_logits"
+CLS_LOGITS = "cls_logits"
+
+
+class EncoderDecoderNet(nn.Module):
+    """The family of the paper's U-shaped models.
+
+    ``head`` picks the classification branch: None (UResNet, segmentation only),
+    "fc" (MTL: GAP(C5) -> FC), "sa" (MTL-SA: self-attention on C5, used by both
+    branches), "cosa" (MTL-COSA: COSA(C5, segmentation) -> FC).
+    """
+
+    def __init__(self, encoder: str, decoder_channels: tuple[int, int, int, int], head: str | None,
+                 num_classes: int = 2, pretrained: Path | None = None) -> None:
+        super().__init__()
+        self.encoder = ResNetEncoder(encoder, pretrained)
+        width = self.encoder.out_channels[-1]
+        self.decoder = UDecoder(self.encoder.out_channels, decoder_channels, num_classes)
+        self.head = head
+        self.self_attention = SelfAttention2d(width) if head == "sa" else None
+        self.cosa = COSA(width) if head == "cosa" else None
+        self.classifier = nn.Linear(width, num_classes) if head is not None else None
+        self.tasks = ("segmentation",) if head is None else ("segmentation", "classification")
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.encoder(x)
+        c5 = features[-1]
+        if self.self_attention is not None:
+            c5 = self.self_attention(c5)
+        seg_logits = self.decoder(features, c5, output_size=(x.shape[-2], x.shape[-1]))
+        outputs = {SEG_LOGITS: seg_logits}
+        if self.classifier is not None:
+            pooled = self.cosa(c5, seg_logits) if self.cosa is not None else c5.mean(dim=(2, 3))
+            outputs[CLS_LOGITS] = self.classifier(pooled)
+        return outputs
+
+
+class ResNetClassifier(nn.Module):
+    """The single-task ResNet baseline: encoder -> GAP -> FC."""
+
+    tasks = ("classification",)
+
+    def __init__(self, encoder: str, num_classes: int = 2, pretrained: Path | None = None) -> None:
+        super().__init__()
+        self.encoder = ResNetEncoder(encoder, pretrained)
+        self.classifier = nn.Linear(self.encoder.out_channels[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {CLS_LOGITS: self.classifier(self.encoder(x)[-1].mean(dim=(2, 3)))}
+
+
+class VGG16Classifier(nn.Module):
+    """torchvision's VGG-16 (with batch norm, which trains from scratch where plain VGG-16 stalls)."""
+
+    tasks = ("classification",)
+
+    def __init__(self, num_classes: int = 2) -> None:
+        super().__init__()
+        self.net = models.vgg16_bn(weights=None, num_classes=num_classes)
+        self.net.features[0] = grey_first_conv(self.net.features[0])
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {CLS_LOGITS: self.net(x)}
+
+
+class LeNet(nn.Module):
+    """LeNet-5 (LeCun et al. 1998) for grey images of any size: the feature map is pooled to 5x5."""
+
+    tasks = ("classification",)
+
+    def __init__(self, num_classes: int = 2) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(5),
+        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(16 * 25, 120), nn.ReLU(inplace=True),
+                                        nn.Linear(120, 84), nn.ReLU(inplace=True), nn.Linear(84, num_classes))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {CLS_LOGITS: self.classifier(self.features(x))}

@@ -1,0 +1,1 @@
+"""Training, evaluation and cross-validation (PyTorch; needs the ``train`` extra)."""

@@ -1,0 +1,108 @@
+"""k-fold cross-validation as in the paper: train on k-1 folds, test on the k-th, average.
+
+Each fold trains for the configured number of epochs and is scored with its
+last checkpoint; no test fold is ever used to choose an epoch. A fold that
+already has ``metrics.json`` is not trained again, and a fold that was
+interrupted resumes from its ``last.pt``: rerunning the same command finishes
+an interrupted cross-validation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import BENIGN
+from ..config import TrainConfig
+from ..data import Sample
+from ..data.splits import near_duplicate_groups, stratified_folds
+from ..errors import CosaEdgeError
+from ..fileio import atomic_write_json
+from ..report.roc import plot_roc
+from ..report.tables import aggregate, write_tables
+from .checkpoint import load_model
+from .distributed import resolve_device
+from .evaluate import predict, score
+from .loop import train
+from .runner import data_summary
+
+
+@dataclass(frozen=True)
+class CVResult:
+    out_dir: Path
+    results: dict[str, dict[str, Any]]
+    files: list[Path]
+
+
+def make_folds(samples: list[Sample], k: int, seed: int, group_duplicates: bool) -> list[dict[str, Any]]:
+    groups = near_duplicate_groups(samples) if group_duplicates else None
+    folds = stratified_folds([s.label for s in samples], k=k, seed=seed, groups=groups)
+    return [{"index": f.index, "test": [samples[i].name for i in f.test]} for f in folds]
+
+
+def _fold_indices(samples: list[Sample], fold: dict[str, Any]) -> tuple[list[int], list[int]]:
+    test_names = set(fold["test"])
+    test = [i for i, s in enumerate(samples) if s.name in test_names]
+    if len(test) != len(test_names):
+        raise CosaEdgeError("folds.json names images that are not in this data set; use a fresh --out for other data")
+    return [i for i, s in enumerate(samples) if s.name not in test_names], test
+
+
+def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, out_dir: Path, *, folds: int = 5,
+                   architectures: list[str] | None = None, group_duplicates: bool = True,
+                   progress: bool = True) -> CVResult:
+    out_dir = Path(out_dir)
+    architectures = architectures or [config.model.architecture]
+    config = config.replace(val_fraction=0.0)
+    device = resolve_device(config.device)
+    folds_file = out_dir / "folds.json"
+    if folds_file.exists():
+        fold_list = json.loads(folds_file.read_text())["folds"]
+        if len(fold_list) != folds:
+            raise CosaEdgeError(f"{out_dir} holds a {len(fold_list)}-fold run; use --folds {len(fold_list)} or another --out")
+    else:
+        fold_list = make_folds(samples, folds, config.seed, group_duplicates)
+        atomic_write_json(folds_file, {"data": data_summary(data_spec, samples), "group_near_duplicates": group_duplicates,
+                                       "folds": fold_list})
+
+    results: dict[str, dict[str, Any]] = {}
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for architecture in architectures:
+        arch_config = config.replace(architecture=architecture)
+        per_fold: list[dict[str, Any]] = []
+        labels_all: list[np.ndarray] = []
+        scores_all: list[np.ndarray] = []
+        for fold in tqdm(fold_list, desc=f"cross-validating {architecture}", unit="fold", disable=not progress):
+            fold_dir = out_dir / architecture / f"fold{fold['index']}"
+            metrics_file = fold_dir / "metrics.json"
+            if not metrics_file.exists():
+                train_idx, test_idx = _fold_indices(samples, fold)
+                train(arch_config, [samples[i] for i in train_idx], fold_dir, resume=True,
+                      data_summary=data_summary(data_spec, samples), progress=progress)
+                model, _, _ = load_model(fold_dir / "last.pt", device)
+                test_samples = [samples[i] for i in test_idx]
+                predictions = predict(model, test_samples, arch_config.model.image_size, device)
+                atomic_write_json(fold_dir / "predictions.json", predictions.to_records())
+                atomic_write_json(metrics_file, score(test_samples, predictions))
+            per_fold.append(json.loads(metrics_file.read_text()))
+            records = json.loads((fold_dir / "predictions.json").read_text())
+            if records and "probabilities" in records[0]:
+                labels_all.append(np.array([r["label"] for r in records]))
+                scores_all.append(np.array([r["probabilities"][BENIGN] for r in records]))
+        results[architecture] = {"folds": per_fold, "aggregate": aggregate(per_fold)}
+        if labels_all:
+            curves[architecture] = (np.concatenate(labels_all), np.concatenate(scores_all))
+
+    preamble = (f"Cross-validation of {', '.join(architectures)} on `{data_spec}`: {len(samples)} images, "
+                f"{folds} stratified folds{' (near-duplicates kept in one fold)' if group_duplicates else ''}; "
+                f"encoder {config.model.encoder}, {config.model.image_size}x{config.model.image_size}, "
+                f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}, scored with each fold's last epoch.")
+    files = write_tables(results, data_spec, out_dir, preamble=preamble)
+    if curves:
+        files.append(plot_roc(curves, out_dir / "roc.png", title=f"ROC, benign positive ({data_spec.split(':')[0]})"))
+    return CVResult(out_dir=out_dir, results=results, files=files)

@@ -1,0 +1,91 @@
+"""Run a model over samples and score it with the paper's metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import BENIGN
+from ..data import Sample, preprocess
+from ..metrics import (auc, classification_metrics, clinical_metrics, mean_segmentation_metrics, roc_curve,
+                       segmentation_metrics_one)
+from ..model import CLS_LOGITS, SEG_LOGITS
+
+
+@dataclass
+class Predictions:
+    """What a model said about each sample: class probabilities and lesion masks at original size."""
+
+    names: list[str]
+    labels: np.ndarray
+    probabilities: np.ndarray | None  # (N, 2)
+    masks: list[np.ndarray] | None  # bool, each at its image's original size
+
+    def to_records(self) -> list[dict[str, Any]]:
+        records = []
+        for i, name in enumerate(self.names):
+            record: dict[str, Any] = {"name": name, "label": int(self.labels[i])}
+            if self.probabilities is not None:
+                record["probabilities"] = [float(p) for p in self.probabilities[i]]
+            records.append(record)
+        return records
+
+
+@torch.no_grad()
+def predict(model: nn.Module, samples: list[Sample], image_size: int, device: torch.device,
+            batch_size: int = 16, progress: bool = False) -> Predictions:
+    model.eval()
+    probabilities: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    tasks = getattr(model, "tasks", ())
+    starts = range(0, len(samples), batch_size)
+    for start in tqdm(starts, desc="evaluating", unit="batch", disable=not progress, leave=False):
+        chunk = samples[start:start + batch_size]
+        batch = torch.from_numpy(np.stack([preprocess(s.image, image_size) for s in chunk])).to(device)
+        outputs = model(batch)
+        if CLS_LOGITS in outputs:
+            probabilities.append(torch.softmax(outputs[CLS_LOGITS].float(), dim=1).cpu().numpy())
+        if SEG_LOGITS in outputs:
+            lesion_probability = torch.softmax(outputs[SEG_LOGITS].float(), dim=1)[:, 1].cpu().numpy()
+            for sample, prob in zip(chunk, lesion_probability):
+                height, width = sample.image.shape
+                masks.append(cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR) > 0.5)
+    return Predictions(
+        names=[s.name for s in samples],
+        labels=np.array([s.label for s in samples]),
+        probabilities=np.concatenate(probabilities) if probabilities else None,
+        masks=masks if masks or "segmentation" in tasks else None,
+    )
+
+
+def score(samples: list[Sample], predictions: Predictions) -> dict[str, Any]:
+    """The paper's metrics for whichever tasks the predictions cover."""
+    result: dict[str, Any] = {"images": len(samples)}
+    if predictions.masks is not None:
+        per_image = [segmentation_metrics_one(m, s.mask) for m, s in zip(predictions.masks, samples)]
+        result["segmentation"] = mean_segmentation_metrics(per_image)
+    if predictions.probabilities is not None:
+        labels = predictions.labels
+        predicted = predictions.probabilities.argmax(axis=1)
+        result["classification_paper"] = classification_metrics(labels, predicted, positive=BENIGN)
+        result["classification_clinical"] = clinical_metrics(labels, predicted)
+        if len(set(labels.tolist())) == 2:
+            fpr, tpr, _ = roc_curve(labels, predictions.probabilities[:, BENIGN], positive=BENIGN)
+            result["auc"] = auc(fpr, tpr)
+    return result
+
+
+def selection_score(metrics: dict[str, Any]) -> float:
+    """One number to pick the best epoch: the mean of DSC and accuracy over the tasks present."""
+    parts = []
+    if "segmentation" in metrics:
+        parts.append(metrics["segmentation"]["DSC"])
+    if "classification_paper" in metrics:
+        parts.append(metrics["classification_paper"]["ACC"])
+    return float(np.mean(parts)) if parts else float("nan")

@@ -1,0 +1,241 @@
+"""The training loop: one process or one rank of a DDP run, with exact resume.
+
+A run directory holds ``last.pt`` (written every epoch), ``best.pt`` (the
+epoch with the best validation score; the last epoch when there is no
+validation split), ``log.jsonl`` (one line per epoch) and ``config.json``.
+Every write is atomic, so an interruption at any moment leaves the previous
+epoch's files whole, and ``--resume`` continues from there with the same
+batches and augmentations an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from ..config import TrainConfig
+from ..data import Sample, class_counts
+from ..data.splits import stratified_holdout
+from ..errors import CosaEdgeError
+from ..fileio import atomic_write_json, atomic_write_text, json_safe
+from ..model import CLS_LOGITS, SEG_LOGITS, build_model
+from .checkpoint import load_checkpoint, parameters_sha256, save_checkpoint
+from .dataset import SegClsDataset
+from .distributed import DistContext, resolve_device
+from .evaluate import predict, score, selection_score
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    epochs_done: int
+    best_epoch: int
+    best_score: float
+    last_metrics: dict[str, Any]
+    rank_parameter_hashes: list[str]
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.run_dir / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.run_dir / "best.pt"
+
+
+def multitask_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor,
+                   config: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """alpha * CE(segmentation) + beta * CE(classification) (paper Eq. 1); one term for single-task models."""
+    terms: dict[str, torch.Tensor] = {}
+    if SEG_LOGITS in outputs:
+        terms["seg_loss"] = F.cross_entropy(outputs[SEG_LOGITS].float(), masks)
+    if CLS_LOGITS in outputs:
+        terms["cls_loss"] = F.cross_entropy(outputs[CLS_LOGITS].float(), labels)
+    if len(terms) == 2:
+        loss = config.seg_weight * terms["seg_loss"] + config.cls_weight * terms["cls_loss"]
+    else:
+        loss = next(iter(terms.values()))
+    return loss, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def split_validation(samples: list[Sample], config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+    if config.val_fraction <= 0:
+        return samples, []
+    train_idx, val_idx = stratified_holdout([s.label for s in samples], config.val_fraction, seed=config.seed)
+    if not train_idx:
+        raise CosaEdgeError("the validation split left no training images; lower --val-fraction or add data")
+    return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
+
+
+def _check_resume(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any] | None:
+    last = run_dir / "last.pt"
+    if not last.exists():
+        return None
+    if not resume:
+        raise CosaEdgeError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
+    payload = load_checkpoint(last)
+    previous = TrainConfig.from_dict(payload["config"])
+    if previous.replace(epochs=config.epochs) != config:
+        raise CosaEdgeError(f"{last} was trained with other settings than these; resume with the same settings "
+                            "(only --epochs may change) or choose another --out")
+    return payload
+
+
+def _truncate_log(log_path: Path, epochs_done: int) -> None:
+    """Drop log lines of epochs that never reached a checkpoint (the run was interrupted in between)."""
+    if not log_path.exists():
+        return
+    kept = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["epoch"] <= epochs_done]
+    atomic_write_text(log_path, "".join(line + "\n" for line in kept))
+
+
+def _append_log(log_path: Path, record: dict[str, Any]) -> None:
+    previous = log_path.read_text() if log_path.exists() else ""
+    atomic_write_text(log_path, previous + json.dumps(json_safe(record)) + "\n")
+
+
+def _all_reduce_mean(value: float, ctx: DistContext) -> float:
+    if not ctx.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(tensor)
+    return float(tensor.item()) / ctx.world_size
+
+
+def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_summary: dict[str, Any] | None = None,
+          resume: bool = False, progress: bool = True, ctx: DistContext | None = None) -> TrainResult:
+    """Train ``config.model`` on ``samples`` and write the run into ``run_dir``."""
+    ctx = ctx or DistContext(device=resolve_device(config.device))
+    run_dir = Path(run_dir)
+    if not samples:
+        raise CosaEdgeError("the training data set is empty")
+    if config.batch_size % ctx.world_size:
+        raise CosaEdgeError(f"batch size {config.batch_size} does not split evenly over {ctx.world_size} processes")
+    if config.sync_batchnorm and ctx.device.type != "cuda":
+        raise CosaEdgeError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on CPUs); drop it on CPU")
+    train_samples, val_samples = split_validation(samples, config)
+    previous = _check_resume(run_dir, config, resume)
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.model)
+    tasks = model.tasks
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    use_amp = config.amp and ctx.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start_epoch, best_score, best_epoch = 0, -math.inf, 0
+    if previous is not None:
+        model.load_state_dict(previous["model"])
+        optimizer.load_state_dict(previous["optimizer"])
+        scaler.load_state_dict(previous["scaler"])
+        start_epoch, best_score, best_epoch = previous["epoch"], previous["best_score"], previous["best_epoch"]
+    model.to(ctx.device)
+    for state in optimizer.state.values():  # optimizer tensors were loaded on the CPU
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(ctx.device)
+
+    network: nn.Module = model
+    if ctx.distributed:
+        if config.sync_batchnorm:
+            network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+        network = DistributedDataParallel(network, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+    dataset = SegClsDataset(train_samples, config.model.image_size, augment=config.augment, seed=config.seed)
+    # DistributedSampler in one process too: the same seed gives the same global batches for any world size.
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed)
+    local_batch = config.batch_size // ctx.world_size
+    loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=config.num_workers,
+                        drop_last=len(dataset) >= config.batch_size, pin_memory=ctx.device.type == "cuda")
+
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", {"config": config.to_dict(), "data": data_summary or {}})
+        _truncate_log(run_dir / "log.jsonl", start_epoch)
+    summary = {**(data_summary or {}), "train_counts": class_counts(train_samples), "val_counts": class_counts(val_samples)}
+    last_metrics: dict[str, Any] = {}
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else contextlib.nullcontext
+
+    for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        network.train()
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        totals: dict[str, float] = {}
+        batches = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
+                       disable=not (progress and ctx.is_main))
+        for images, masks, labels in batches:
+            images, masks, labels = (t.to(ctx.device, non_blocking=True) for t in (images, masks, labels))
+            with autocast():
+                outputs = network(images)
+            loss, parts = multitask_loss(outputs, masks, labels, config)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            for key, value in {"loss": float(loss.detach()), **parts}.items():
+                totals[key] = totals.get(key, 0.0) + value
+            batches.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        n_batches = max(len(loader), 1)
+        record: dict[str, Any] = {"epoch": epoch + 1, **{k: _all_reduce_mean(v / n_batches, ctx) for k, v in totals.items()}}
+
+        if ctx.is_main:
+            if val_samples:
+                last_metrics = score(val_samples, predict(model, val_samples, config.model.image_size, ctx.device))
+                record["val"] = last_metrics
+                current = selection_score(last_metrics)
+            else:
+                current = float(epoch + 1)  # no validation: the latest epoch is the best we know
+            improved = current > best_score
+            if improved:
+                best_score, best_epoch = current, epoch + 1
+            record.update(score=current, seconds=round(time.perf_counter() - started, 2))
+            _append_log(run_dir / "log.jsonl", record)
+            state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                     "best_score": best_score, "best_epoch": best_epoch, "data": summary, "tasks": list(tasks)}
+            save_checkpoint(run_dir / "last.pt", model, config, **state)
+            if improved:
+                shutil.copyfile(run_dir / "last.pt", run_dir / ".best.pt.tmp")
+                (run_dir / ".best.pt.tmp").replace(run_dir / "best.pt")
+            if progress:
+                tqdm.write(_epoch_line(record))
+        if ctx.distributed:
+            dist.barrier()
+
+    hashes = [parameters_sha256(model)]
+    if ctx.distributed:
+        gathered: list[Any] = [None] * ctx.world_size
+        dist.all_gather_object(gathered, hashes[0])
+        hashes = [str(h) for h in gathered]
+        if ctx.is_main:
+            if len(set(hashes)) != 1:
+                tqdm.write(f"warning: ranks ended with different weights: {hashes}")
+            atomic_write_json(run_dir / "ranks.json", {"world_size": ctx.world_size, "rank_parameter_sha256": hashes})
+    return TrainResult(run_dir=run_dir, epochs_done=config.epochs, best_epoch=best_epoch, best_score=best_score,
+                       last_metrics=last_metrics, rank_parameter_hashes=hashes)
+
+
+def _epoch_line(record: dict[str, Any]) -> str:
+    parts = [f"epoch {record['epoch']}", f"loss {record.get('loss', float('nan')):.4f}"]
+    val = record.get("val", {})
+    if "segmentation" in val:
+        parts.append(f"val DSC {val['segmentation']['DSC']:.3f}")
+    if "classification_paper" in val:
+        parts.append(f"val ACC {val['classification_paper']['ACC']:.3f}")
+    if "auc" in val:
+        parts.append(f"AUC {val['auc']:.3f}")
+    parts.append(f"{record['seconds']:.1f}s")
+    return "  ".join(parts)
