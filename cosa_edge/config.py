@@ -46,6 +46,8 @@ class TrainConfig:
     num_workers: int = 0
     sync_batchnorm: bool = False
     device: str = "auto"
+    #: Write last.pt every this many epochs (and always after the last one); resume restarts from it.
+    save_every: int = 1
 
     def replace(self, **changes: Any) -> TrainConfig:
         model_changes = {k: v for k, v in changes.items() if k in _MODEL_FIELDS and v is not None}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,17 +198,21 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
                 current = selection_score(last_metrics)
             else:
                 current = float(epoch + 1)  # no validation: the latest epoch is the best we know
-            improved = current > best_score
+            improved = bool(val_samples) and current > best_score
             if improved:
                 best_score, best_epoch = current, epoch + 1
             record.update(score=current, seconds=round(time.perf_counter() - started, 2))
             _append_log(run_dir / "log.jsonl", record)
-            state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                     "best_score": best_score, "best_epoch": best_epoch, "data": summary, "tasks": list(tasks)}
-            save_checkpoint(run_dir / "last.pt", model, config, **state)
-            if improved:
-                shutil.copyfile(run_dir / "last.pt", run_dir / ".best.pt.tmp")
-                (run_dir / ".best.pt.tmp").replace(run_dir / "best.pt")
+            final = epoch + 1 == config.epochs
+            if final or (epoch + 1) % config.save_every == 0:
+                state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                         "best_score": best_score, "best_epoch": best_epoch, "data": summary, "tasks": list(tasks)}
+                save_checkpoint(run_dir / "last.pt", model, config, **state)
+            # best.pt holds weights and metadata only (no optimizer): it is for evaluation and export.
+            if improved or (final and not val_samples):
+                save_checkpoint(run_dir / "best.pt", model, config, epoch=epoch + 1, best_score=best_score,
+                                best_epoch=epoch + 1, data=summary, tasks=list(tasks),
+                                selected_by="validation score" if val_samples else "last epoch (no validation split)")
             if progress:
                 tqdm.write(_epoch_line(record))
         if ctx.distributed:

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cosa_edge.config import TrainConfig, load_preset  # noqa: E402
+from cosa_edge.data.phantom import make_phantom_dataset  # noqa: E402
+from cosa_edge.errors import CosaEdgeError  # noqa: E402
+from cosa_edge.train.checkpoint import load_checkpoint, load_model  # noqa: E402
+from cosa_edge.train.evaluate import predict, score  # noqa: E402
+from cosa_edge.train.loop import train  # noqa: E402
+
+
+def tiny_config(**changes: object) -> TrainConfig:
+    base = load_preset("edge").replace(image_size=64, decoder_channels=(32, 16, 16, 8), batch_size=4,
+                                       val_fraction=0.0, device="cpu")
+    return base.replace(**changes)
+
+
+def test_tiny_model_overfits_eight_phantoms(tmp_path: Path) -> None:
+    samples = make_phantom_dataset(8, seed=3, size=(64, 64))
+    config = tiny_config(epochs=150, batch_size=8, lr=1e-3, augment=False, save_every=1000)
+    train(config, samples, tmp_path / "run", progress=False)
+    model, _, _ = load_model(tmp_path / "run" / "last.pt")
+    metrics = score(samples, predict(model, samples, 64, torch.device("cpu")))
+    assert metrics["segmentation"]["DSC"] > 0.9
+    assert metrics["classification_paper"]["ACC"] == 1.0
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    samples = make_phantom_dataset(12, seed=5, size=(64, 64))
+    config = tiny_config(epochs=2)
+    train(config, samples, tmp_path / "straight", progress=False)
+    train(config.replace(epochs=1), samples, tmp_path / "interrupted", progress=False)
+    # The first run stopped after epoch 1; a log line of an epoch that never reached a checkpoint is dropped.
+    log = tmp_path / "interrupted" / "log.jsonl"
+    log.write_text(log.read_text() + json.dumps({"epoch": 2, "loss": 9.9}) + "\n")
+    train(config, samples, tmp_path / "interrupted", resume=True, progress=False)
+    straight = load_checkpoint(tmp_path / "straight" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "interrupted" / "last.pt")
+    assert resumed["epoch"] == 2
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    assert epochs == [1, 2] and json.loads(log.read_text().splitlines()[1])["loss"] != 9.9
+
+
+def test_run_folder_is_never_overwritten_and_resume_checks_settings(tmp_path: Path) -> None:
+    samples = make_phantom_dataset(8, seed=1, size=(64, 64))
+    config = tiny_config(epochs=1)
+    train(config, samples, tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    with pytest.raises(CosaEdgeError, match="already holds a training run"):
+        train(config, samples, tmp_path / "run", progress=False)
+    with pytest.raises(CosaEdgeError, match="other settings"):
+        train(config.replace(lr=0.5), samples, tmp_path / "run", resume=True, progress=False)
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+
+
+def test_validation_split_selects_best_and_logs_metrics(tmp_path: Path) -> None:
+    samples = make_phantom_dataset(12, seed=2, size=(64, 64))
+    train(tiny_config(epochs=2, val_fraction=0.34), samples, tmp_path / "run", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert {"segmentation", "classification_paper", "classification_clinical"} <= set(records[0]["val"])
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["selected_by"] == "validation score" and "optimizer" not in best
+    assert best["epoch"] == max(records, key=lambda r: r["score"])["epoch"]
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00" * 100)
+    with pytest.raises(CosaEdgeError, match="corrupt or not a PyTorch checkpoint"):
+        load_checkpoint(corrupt)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weight": torch.zeros(2)}, foreign)
+    with pytest.raises(CosaEdgeError, match="not a cosa-edge checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CosaEdgeError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+class _Exploit:
+    """An object whose unpickling would run code; weights_only loading must refuse it."""
+
+    def __reduce__(self):  # noqa: D105
+        return (print, ("code ran while loading",))
+
+
+def test_checkpoints_are_loaded_as_data_not_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "cosa-edge-checkpoint", "payload": _Exploit()}, path)
+    with pytest.raises(CosaEdgeError, match="corrupt or not a PyTorch checkpoint"):
+        load_checkpoint(path)
+    assert "code ran" not in capsys.readouterr().out
+
+
+def test_sync_bn_on_cpu_is_refused_with_a_reason(tmp_path: Path) -> None:
+    with pytest.raises(CosaEdgeError, match="SyncBatchNorm"):
+        train(tiny_config(sync_batchnorm=True), make_phantom_dataset(4, size=(64, 64)), tmp_path, progress=False)
