@@ -17,9 +17,11 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "torch": ("train", "training, evaluation and export"),
     "torchvision": ("train", "the model's encoders"),
     "onnx": ("export", "ONNX export"),
+    "onnxconverter_common": ("export", "FP16 conversion of ONNX models"),
     "onnxruntime": ("export", "the ONNX Runtime engine"),
     "tensorrt": ("tensorrt", "TensorRT engines"),
     "pycuda": ("tensorrt", "TensorRT engines and the CUDA kernel"),
+    "cupy": ("tensorrt", "the Python implementation of the TensorRT plugin (pip install cupy-cuda12x)"),
     "openpyxl": ("udiat", "reading DatasetB.xlsx"),
 }
 

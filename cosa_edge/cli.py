@@ -185,6 +185,86 @@ def cv(preset: str, data_spec: str, folds: int, models: str | None, no_group_dup
     click.echo("wrote " + ", ".join(str(p) for p in result.files))
 
 
+@cli.command("export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
+@click.option("--opset", type=click.IntRange(min=17), default=17, show_default=True)
+@click.option("--cosa-op", type=click.Choice(["onnx", "plugin"]), default="onnx", show_default=True,
+              help="onnx: standard ops that every runtime runs; plugin: one cosa_edge::CosaRegionMasks node "
+                   "for the TensorRT plugin (the CUDA kernel).")
+@click.option("--parity-data", default="phantom:8", show_default=True,
+              help="Images for the ONNX Runtime vs PyTorch check (a data spec); 'none' skips it.")
+def export_command(checkpoint: str, output: str, opset: int, cosa_op: str, parity_data: str) -> None:
+    """Export a checkpoint to ONNX and check it against PyTorch.
+
+    \b
+    The engine contract: input 'image' float32 (N, 1, S, S) grey levels 0..255 of the
+    resized frame (normalisation is inside the graph); outputs 'lesion_probability'
+    (N, 1, S, S) and 'class_probabilities' (N, 2). Metadata (architecture, input size,
+    classes, normalisation, weights hash, training data) is stored in the model.
+    """
+    from .data import load_dataset
+    from .export.onnx_export import export_onnx
+    from .export.parity import check_export_parity
+
+    result = export_onnx(Path(checkpoint), Path(output), opset=opset, cosa_op=cosa_op)
+    click.echo(f"wrote {output} ({result.metadata.architecture}, {result.metadata.input_size}px, opset {opset})")
+    if parity_data == "none":
+        return
+    if cosa_op == "plugin":
+        click.echo("parity check skipped: ONNX Runtime has no CosaRegionMasks kernel (TensorRT runs it)")
+        return
+    samples = load_dataset(parity_data, progress=False, phantom_size=result.metadata.input_size)
+    agreement = check_export_parity(Path(output), Path(checkpoint), samples)
+    click.echo(f"parity with PyTorch on {agreement.images} images: max probability difference "
+               f"{agreement.max_probability_difference:.2e}, masks equal on {agreement.mask_agreement:.4%} of pixels, "
+               f"same class on {agreement.same_class:.0%}")
+
+
+@cli.command("build-engine")
+@click.argument("onnx_model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Engine file: NAME.engine for TensorRT, NAME.onnx for ONNX Runtime.")
+@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime"]), default=None,
+              help="Runtime to build for (default: tensorrt where tensorrt and pycuda are installed, else onnxruntime).")
+@click.option("--precision", type=click.Choice(["fp16", "fp32"]), default=None,
+              help="Default: fp16 for TensorRT, fp32 for ONNX Runtime (CPUs gain little from FP16).")
+@click.option("--batch", default="1:4:8", show_default=True, help="MIN:OPT:MAX batch sizes of the TensorRT profile.")
+@click.option("--workspace", type=float, default=2.0, show_default=True, help="TensorRT builder workspace in GiB.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache (default: beside the engine).")
+@click.option("--check-data", default="phantom:8", show_default=True,
+              help="Images to compare the engine with the FP32 model on (a data spec); 'none' skips it.")
+def build_engine_command(onnx_model: str, output: str, target: str | None, precision: str | None, batch: str,
+                         workspace: float, timing_cache: str | None, check_data: str) -> None:
+    """Build an engine from an exported ONNX model and check it against the FP32 model."""
+    from .data import load_dataset
+    from .engines import open_engine
+    from .engines.build import BatchRange, build_engine, default_target, describe
+    from .export.parity import check_fp16_fidelity
+
+    target = target or default_target()
+    if target == "tensorrt":
+        import importlib.util
+
+        missing = [m for m in ("tensorrt", "pycuda") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise CosaEdgeError(f"TensorRT engines need {' and '.join(missing)}, which this machine lacks; on an NVIDIA "
+                                "GPU machine: pip install 'cosa-edge[tensorrt]' (or use --target onnxruntime)")
+    precision = precision or ("fp16" if target == "tensorrt" else "fp32")
+    result = build_engine(Path(onnx_model), Path(output), target=target, precision=precision,
+                          batch=BatchRange.parse(batch), workspace_gib=workspace,
+                          timing_cache=Path(timing_cache) if timing_cache else None)
+    click.echo(describe(result))
+    if check_data == "none":
+        return
+    with open_engine(onnx_model, backend="onnxruntime") as reference, open_engine(output) as engine:
+        samples = load_dataset(check_data, progress=False, phantom_size=reference.input_size)
+        agreement = check_fp16_fidelity(reference, engine, samples)
+    click.echo(f"{precision} engine against the FP32 model on {agreement.images} images: max probability difference "
+               f"{agreement.max_probability_difference:.2e}, mask Dice agreement {agreement.mask_dice_agreement:.4f}, "
+               f"same class on {agreement.same_class:.0%}")
+
+
 @cli.command()
 def models() -> None:
     """List the architectures `--model` and `cv --models` accept."""

@@ -119,7 +119,7 @@ class _CupyBinding:
         import cupy
 
         self._cupy = cupy
-        self._module = cupy.RawModule(code=kernel_source(), options=("--std=c++17",))
+        self._module = _cupy_module(cupy)
 
     def run(self, kernel: str, scores: np.ndarray, geometry: LaunchGeometry) -> np.ndarray:
         cupy = self._cupy
@@ -133,6 +133,50 @@ class _CupyBinding:
 
     def synchronize(self) -> None:
         self._cupy.cuda.Device().synchronize()
+
+
+class PycudaRuntime:
+    """The few CUDA runtime calls the TensorRT engine makes: a stream, events, pinned and device buffers."""
+
+    def __init__(self, device: int = 0) -> None:
+        from .._optional import require
+
+        driver = require("pycuda.driver")
+        driver.init()
+        if device >= driver.Device.count():
+            raise CosaEdgeError(f"CUDA device {device} does not exist; this machine has {driver.Device.count()}")
+        self.driver = driver
+        self.device = driver.Device(device)
+        self.context = self.device.retain_primary_context()
+        self.context.push()
+        self.stream = driver.Stream()
+
+    @property
+    def device_name(self) -> str:
+        return self.device.name()
+
+    @property
+    def compute_capability(self) -> tuple[int, int]:
+        return tuple(self.device.compute_capability())  # type: ignore[return-value]
+
+    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return self.driver.pagelocked_empty(shape, dtype)
+
+    def device_buffer(self, nbytes: int) -> Any:
+        return self.driver.mem_alloc(max(nbytes, 1))
+
+    def event(self) -> Any:
+        return self.driver.Event()
+
+    def upload(self, device_buffer: Any, host: np.ndarray) -> None:
+        self.driver.memcpy_htod_async(device_buffer, host, self.stream)
+
+    def download(self, host: np.ndarray, device_buffer: Any) -> None:
+        self.driver.memcpy_dtoh_async(host, device_buffer, self.stream)
+
+    def close(self) -> None:
+        self.stream.synchronize()
+        self.context.pop()
 
 
 def _pick_binding(name: str | None) -> _PycudaBinding | _CupyBinding:
@@ -151,3 +195,29 @@ def _pick_binding(name: str | None) -> _PycudaBinding | _CupyBinding:
             problems.append(f"{candidate}: {exc}")
     raise CosaEdgeError("the CUDA region-mask kernel needs pycuda (pip install 'cosa-edge[tensorrt]') or CuPy "
                         "on a machine with an NVIDIA GPU; " + "; ".join(problems))
+
+
+def launch_on_device(scores: Any, out: Any, cells: tuple[int, int], stream_handle: int) -> None:
+    """Launch the kernel on device buffers that expose ``__cuda_array_interface__`` (TensorRT's plugin
+    tensors do), on a foreign CUDA stream. Used by the plugin's Python implementation; needs CuPy."""
+    from .._optional import require
+
+    cupy = require("cupy")
+    device_scores, device_out = cupy.asarray(scores), cupy.asarray(out)
+    geometry = launch_geometry(tuple(device_scores.shape), cells)
+    kernel = KERNEL_NAMES[np.dtype(device_scores.dtype)]
+    module = _cupy_module(cupy)
+    with cupy.cuda.ExternalStream(stream_handle):
+        module.get_function(kernel)(geometry.grid, geometry.block,
+                                    (device_scores, np.int32(geometry.shape[2]), np.int32(geometry.shape[3]),
+                                     np.int32(cells[0]), np.int32(cells[1]), device_out))
+
+
+_CUPY_MODULE: Any = None
+
+
+def _cupy_module(cupy: Any) -> Any:
+    global _CUPY_MODULE
+    if _CUPY_MODULE is None:
+        _CUPY_MODULE = cupy.RawModule(code=kernel_source(), options=("--std=c++17",))
+    return _CUPY_MODULE

@@ -24,9 +24,11 @@ class COSA(nn.Module):
         super().__init__()
         self.attention = nn.ModuleList(SelfAttention2d(channels) for _ in range(3))
         self.fuse = nn.Conv1d(3, 1, kernel_size=1)
+        # Swapped for a custom-node version when exporting for the TensorRT plugin (cosa_edge.export).
+        self.region_op = region_maps
 
     def forward(self, c5: torch.Tensor, seg_logits: torch.Tensor) -> torch.Tensor:
-        regions = region_maps(seg_logits.detach(), grid=(c5.shape[-2], c5.shape[-1])).to(c5.dtype)
+        regions = self.region_op(seg_logits.detach(), (int(c5.shape[-2]), int(c5.shape[-1]))).to(c5.dtype)
         pooled = [attention(c5, c5 * regions[:, r:r + 1]).mean(dim=(2, 3))
                   for r, attention in enumerate(self.attention)]
         return self.fuse(torch.stack(pooled, dim=1)).squeeze(1)

@@ -28,7 +28,9 @@ def region_maps(seg_logits: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor
     tumour = lesion * (1 - margin)
     background = (1 - lesion) * (1 - margin)
     full = torch.cat([background, tumour, margin], dim=1)
-    height, width = full.shape[-2:]
+    # Plain ints: the spatial size is fixed in an exported graph (only the batch varies), and
+    # pooling needs constant kernel sizes.
+    height, width, grid = int(full.shape[-2]), int(full.shape[-1]), (int(grid[0]), int(grid[1]))
     if height % grid[0] or width % grid[1]:
         raise ValueError(f"a {height}x{width} map does not tile into a {grid[0]}x{grid[1]} grid")
     return F.avg_pool2d(full, kernel_size=(height // grid[0], width // grid[1]))

@@ -1,0 +1,208 @@
+"""`cosa-edge build-engine`: an exported ONNX model -> an engine for one runtime.
+
+* onnxruntime: an ONNX model optimised offline by ONNX Runtime (FP32, or FP16
+  with the FP32 islands of :mod:`cosa_edge.export.fp16`), for any CPU.
+* tensorrt: a serialized TensorRT plan for this GPU and TensorRT version, with
+  an optimisation profile over the batch range, a persisted timing cache and a
+  JSON sidecar. FP16 through the builder flag on TensorRT 10 (the FP32 islands
+  pinned by precision constraints); on TensorRT 11, which builds only strongly
+  typed networks, from the FP16 ONNX.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .._optional import require
+from ..errors import CosaEdgeError
+from ..fileio import atomic_write_bytes, atomic_write_json
+from .metadata import INPUT_NAME, ModelMetadata
+from .tensorrt_engine import sidecar_path
+
+TARGETS = ("tensorrt", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class BatchRange:
+    minimum: int = 1
+    optimum: int = 4
+    maximum: int = 8
+
+    @classmethod
+    def parse(cls, text: str) -> BatchRange:
+        try:
+            values = [int(v) for v in text.split(":")]
+        except ValueError:
+            values = []
+        if len(values) == 1:
+            values = values * 3
+        if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
+            raise CosaEdgeError(f"--batch {text!r} must be MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, e.g. 1:4:8")
+        return cls(*values)
+
+
+def default_target() -> str:
+    """TensorRT where it and pycuda are installed, ONNX Runtime everywhere else."""
+    has_trt = importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
+    return "tensorrt" if has_trt else "onnxruntime"
+
+
+def read_onnx_metadata(path: Path) -> ModelMetadata:
+    onnx = require("onnx")
+    if not Path(path).is_file():
+        raise CosaEdgeError(f"ONNX model {path} does not exist")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and friends for a corrupt file
+        raise CosaEdgeError(f"{path} is not a readable ONNX model ({type(exc).__name__}); export it again") from None
+    return ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, str(path))
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    engine: Path
+    target: str
+    precision: str
+    details: dict[str, Any]
+
+
+def build_engine(onnx_path: Path, output: Path, target: str | None = None, precision: str = "fp16",
+                 batch: BatchRange = BatchRange(), workspace_gib: float = 2.0,
+                 timing_cache: Path | None = None) -> BuildResult:
+    target = target or default_target()
+    if target not in TARGETS:
+        raise CosaEdgeError(f"unknown target {target!r}; choose {' or '.join(TARGETS)}")
+    if precision not in ("fp16", "fp32"):
+        raise CosaEdgeError(f"--precision must be fp16 or fp32, not {precision!r}")
+    metadata = read_onnx_metadata(Path(onnx_path))
+    if metadata.precision != "fp32":
+        raise CosaEdgeError(f"{onnx_path} is already {metadata.precision}; build from the FP32 export")
+    if target == "onnxruntime":
+        return build_onnxruntime(Path(onnx_path), Path(output), precision, metadata)
+    return build_tensorrt(Path(onnx_path), Path(output), precision, batch, workspace_gib, timing_cache, metadata)
+
+
+def build_onnxruntime(onnx_path: Path, output: Path, precision: str, metadata: ModelMetadata) -> BuildResult:
+    """Offline graph optimisation by ONNX Runtime; the metadata travels with the model."""
+    ort = require("onnxruntime")
+    onnx = require("onnx")
+    if output.suffix.lower() != ".onnx":
+        raise CosaEdgeError(f"an ONNX Runtime engine is an .onnx file; name the output {output.with_suffix('.onnx')}")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        source = onnx_path
+        if precision == "fp16":
+            from ..export.fp16 import convert_to_fp16
+
+            source = Path(tmp) / "fp16.onnx"
+            metadata = convert_to_fp16(onnx_path, source)
+        options = ort.SessionOptions()
+        # EXTENDED fuses operators but makes no layout choices for one CPU's vector width,
+        # so the result runs on any x86 or ARM CPU.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(Path(tmp) / "optimised.onnx")
+        options.log_severity_level = 3
+        ort.InferenceSession(str(source), sess_options=options, providers=["CPUExecutionProvider"])
+        optimised = onnx.load(options.optimized_model_filepath)
+    del optimised.metadata_props[:]
+    for key, value in metadata.to_props().items():
+        optimised.metadata_props.add(key=key, value=value)
+    atomic_write_bytes(output, optimised.SerializeToString())
+    details = {"onnxruntime_version": ort.__version__, "optimisation": "ORT_ENABLE_EXTENDED",
+               "seconds": round(time.perf_counter() - started, 2)}
+    return BuildResult(engine=output, target="onnxruntime", precision=precision, details=details)
+
+
+def tensorrt_major(trt) -> int:  # noqa: ANN001
+    return int(trt.__version__.split(".")[0])
+
+
+def pin_fp32_layers(network, trt, fp32_names: set[str]) -> int:  # noqa: ANN001
+    """TensorRT 10 with the FP16 flag: keep softmax and region-map layers in FP32. Returns how many."""
+    pinned = 0
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if layer.type == trt.LayerType.SOFTMAX or layer.name in fp32_names or layer.type == trt.LayerType.PLUGIN_V3:
+            layer.precision = trt.float32
+            for out in range(layer.num_outputs):
+                layer.set_output_type(out, trt.float32)
+            pinned += 1
+    return pinned
+
+
+def build_tensorrt(onnx_path: Path, output: Path, precision: str, batch: BatchRange, workspace_gib: float,
+                   timing_cache: Path | None, metadata: ModelMetadata) -> BuildResult:
+    trt = require("tensorrt")
+    from ..kernels.cuda import PycudaRuntime
+
+    cuda = PycudaRuntime()
+    major = tensorrt_major(trt)
+    started = time.perf_counter()
+    plugin_aot = False
+    if metadata.cosa_op == "plugin":
+        from ..kernels import trt_plugin
+
+        plugin_aot = trt_plugin.HAS_AOT
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = onnx_path
+        if precision == "fp16" and major >= 11:
+            from ..export.fp16 import convert_to_fp16
+
+            source = Path(tmp) / "fp16.onnx"
+            convert_to_fp16(onnx_path, source)
+        # TensorRT 10: explicit batch is the default (flags 0); TensorRT 11 networks are always strongly typed.
+        network = builder.create_network(0)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(source)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise CosaEdgeError(f"TensorRT cannot parse {onnx_path}: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+        pinned = 0
+        if precision == "fp16" and major < 11:
+            from ..export.fp16 import fp32_node_names
+
+            onnx = require("onnx")
+            config.set_flag(trt.BuilderFlag.FP16)
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+            pinned = pin_fp32_layers(network, trt, set(fp32_node_names(onnx.load(str(onnx_path)))))
+        size = metadata.input_size
+        profile = builder.create_optimization_profile()
+        profile.set_shape(INPUT_NAME, (batch.minimum, 1, size, size), (batch.optimum, 1, size, size),
+                          (batch.maximum, 1, size, size))
+        config.add_optimization_profile(profile)
+        cache_path = timing_cache or output.with_suffix(".timing.cache")
+        cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=True)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise CosaEdgeError(f"TensorRT failed to build an engine from {onnx_path}; rerun with more --workspace or fp32")
+    atomic_write_bytes(output, bytes(serialized))
+    atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
+    build = {
+        "tensorrt_version": trt.__version__, "gpu": cuda.device_name, "compute_capability": list(cuda.compute_capability),
+        "precision": precision, "precision_mode": "builder flag FP16" if major < 11 else "strongly typed FP16 ONNX",
+        "fp32_layers_pinned": pinned, "profile": {"min": batch.minimum, "opt": batch.optimum, "max": batch.maximum},
+        "workspace_gib": workspace_gib, "timing_cache": str(cache_path), "plugin_aot": plugin_aot,
+        "hardware_compatible": False, "version_compatible": False,
+        "seconds": round(time.perf_counter() - started, 1), "host": platform.node(), "cosa_edge_version": __version__,
+    }
+    cuda.close()
+    atomic_write_json(sidecar_path(output), {"metadata": metadata.with_changes(precision=precision).to_props(),
+                                             "build": build})
+    return BuildResult(engine=output, target="tensorrt", precision=precision, details=build)
+
+
+def describe(result: BuildResult) -> str:
+    return json.dumps({"engine": str(result.engine), "target": result.target, "precision": result.precision,
+                       **result.details}, indent=2)

@@ -1,0 +1,64 @@
+"""What every deployable artifact says about itself, and the check every loader makes.
+
+Stored as ONNX ``metadata_props`` (string keys ``cosa_edge.*``) and copied into
+the JSON sidecar of a TensorRT engine. numpy and json only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import CosaEdgeError
+
+PREFIX = "cosa_edge."
+INPUT_NAME = "image"
+LESION_OUTPUT = "lesion_probability"
+CLASS_OUTPUT = "class_probabilities"
+
+#: The engine contract, written into every artifact and the docs.
+CONTRACT = (
+    f"input '{INPUT_NAME}': float32 (N, 1, S, S), grey levels 0..255 of the frame resized to S x S "
+    "(normalisation happens inside the graph); "
+    f"outputs '{LESION_OUTPUT}': float32 (N, 1, S, S), the probability that each pixel is lesion "
+    f"(mask = probability > 0.5); '{CLASS_OUTPUT}': float32 (N, 2), softmax over the class names"
+)
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    architecture: str
+    encoder: str
+    input_size: int
+    class_names: tuple[str, ...] = ("benign", "malignant")
+    positive_class: str = "malignant"  # for clinical reading; the paper's tables use benign
+    normalisation: dict[str, float] = field(default_factory=lambda: {"mean": 0.449, "std": 0.226})
+    outputs: tuple[str, ...] = (LESION_OUTPUT, CLASS_OUTPUT)
+    cosa_edge_version: str = ""
+    weights_sha256: str = ""
+    training_data: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    cosa_op: str = "onnx"  # "onnx": standard ops; "plugin": the cosa_edge::CosaRegionMasks custom node
+    contract: str = CONTRACT
+
+    def to_props(self) -> dict[str, str]:
+        return {PREFIX + key: json.dumps(value) for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], source: str) -> ModelMetadata:
+        values = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
+        if "architecture" not in values:
+            raise CosaEdgeError(f"{source} is not a cosa-edge model (it carries no cosa_edge.* metadata); "
+                                "export it with `cosa-edge export CKPT -o model.onnx`")
+        try:
+            decoded = {k: json.loads(v) for k, v in values.items() if k in cls.__dataclass_fields__}
+        except json.JSONDecodeError as exc:
+            raise CosaEdgeError(f"{source} has unreadable cosa-edge metadata: {exc}") from None
+        for key in ("class_names", "outputs"):
+            if key in decoded:
+                decoded[key] = tuple(decoded[key])
+        return cls(**decoded)
+
+    def with_changes(self, **changes: Any) -> ModelMetadata:
+        return ModelMetadata(**{**asdict(self), **changes})

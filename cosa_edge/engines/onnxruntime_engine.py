@@ -1,0 +1,74 @@
+"""The ONNX Runtime backend: the default engine, on any CPU (CUDA or TensorRT providers when installed)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .._optional import require
+from ..errors import CosaEdgeError
+from .base import Engine, TensorSpec
+from .metadata import INPUT_NAME, ModelMetadata
+
+
+def _providers(ort, requested: str) -> list[str]:  # noqa: ANN001
+    available = ort.get_available_providers()
+    if requested == "cpu":
+        return ["CPUExecutionProvider"]
+    if requested == "auto":
+        preferred = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+        return [p for p in preferred if p in available]
+    names = [p.strip() for p in requested.split(",")]
+    missing = [p for p in names if p not in available]
+    if missing:
+        raise CosaEdgeError(f"ONNX Runtime has no {', '.join(missing)} here; available: {', '.join(available)}")
+    return names
+
+
+class OnnxRuntimeEngine(Engine):
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int | None = None, providers: str = "cpu") -> None:
+        ort = require("onnxruntime")
+        path = Path(path)
+        if not path.is_file():
+            raise CosaEdgeError(f"engine {path} does not exist")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only: warnings about unused initialisers are not the user's
+        try:
+            session = ort.InferenceSession(str(path), sess_options=options, providers=_providers(ort, providers))
+        except CosaEdgeError:
+            raise
+        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CosaEdgeError(f"ONNX Runtime cannot load {path}: {first_line[:300]}. "
+                                "Is it an ONNX file from `cosa-edge export`?") from None
+        metadata = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
+        super().__init__(path, metadata)
+        self.session = session
+        names = [i.name for i in session.get_inputs()]
+        if names != [INPUT_NAME]:
+            raise CosaEdgeError(f"{path} has inputs {names}; a cosa-edge engine has the one input '{INPUT_NAME}'")
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec(i.name, tuple(i.shape), i.type) for i in self.session.get_inputs()]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec(o.name, tuple(o.shape), o.type) for o in self.session.get_outputs()]
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        started = time.perf_counter()
+        values = self.session.run(None, {INPUT_NAME: batch})
+        self.last_times.stages = {"compute": (time.perf_counter() - started) * 1000.0}
+        return {spec.name: np.asarray(value, dtype=np.float32) for spec, value in zip(self.outputs, values)}

@@ -1,0 +1,130 @@
+"""The TensorRT backend: a serialized plan, pinned host and device buffers, a stream, execute_async_v3.
+
+Needs the ``tensorrt`` extra (tensorrt and pycuda) on an NVIDIA GPU. All CUDA
+calls go through :class:`cosa_edge.kernels.cuda.PycudaRuntime`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._optional import require
+from ..errors import CosaEdgeError
+from .base import Engine, TensorSpec
+from .metadata import INPUT_NAME, ModelMetadata
+
+
+def sidecar_path(engine_path: Path) -> Path:
+    return Path(str(engine_path) + ".json")
+
+
+def read_sidecar(engine_path: Path) -> dict[str, Any]:
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        raise CosaEdgeError(f"{engine_path} has no sidecar {path.name}; build engines with `cosa-edge build-engine`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CosaEdgeError(f"{path} is not valid JSON: {exc}") from None
+
+
+def check_compatible(build: dict[str, Any], trt_version: str, gpu_name: str, capability: tuple[int, int],
+                     engine_path: Path) -> None:
+    """An engine runs only on the TensorRT version and GPU model that built it (without compatibility flags)."""
+    built_trt = build.get("tensorrt_version", "?")
+    if not build.get("version_compatible") and built_trt != trt_version:
+        raise CosaEdgeError(f"{engine_path} was built with TensorRT {built_trt} but this machine has {trt_version}; "
+                            "rebuild it here with `cosa-edge build-engine`")
+    built_cc = tuple(build.get("compute_capability", ()))
+    if not build.get("hardware_compatible") and built_cc != capability:
+        raise CosaEdgeError(f"{engine_path} was built for {build.get('gpu', '?')} (compute capability "
+                            f"{'.'.join(map(str, built_cc))}) but this GPU is {gpu_name} "
+                            f"({'.'.join(map(str, capability))}); rebuild it here with `cosa-edge build-engine`")
+
+
+class TensorRTEngine(Engine):
+    backend = "tensorrt"
+
+    def __init__(self, path: Path, device: int = 0) -> None:
+        trt = require("tensorrt")
+        from ..kernels.cuda import PycudaRuntime
+
+        path = Path(path)
+        if not path.is_file():
+            raise CosaEdgeError(f"engine {path} does not exist")
+        sidecar = read_sidecar(path)
+        metadata = ModelMetadata.from_props(sidecar.get("metadata", {}), str(sidecar_path(path)))
+        self.cuda = PycudaRuntime(device)
+        check_compatible(sidecar.get("build", {}), trt.__version__, self.cuda.device_name, self.cuda.compute_capability, path)
+        if metadata.cosa_op == "plugin" and not sidecar.get("build", {}).get("plugin_aot", False):
+            from ..kernels import trt_plugin  # noqa: F401  (registers the Python implementation before deserialising)
+
+        self._trt = trt
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
+            raise CosaEdgeError(f"TensorRT could not deserialise {path}: it is corrupt or was built by another "
+                                "TensorRT version or for another GPU; rebuild it with `cosa-edge build-engine`")
+        super().__init__(path, metadata)
+        self.engine = engine
+        self.context = engine.create_execution_context()
+        self.names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        self.input_names = [n for n in self.names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.output_names = [n for n in self.names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if self.input_names != [INPUT_NAME]:
+            raise CosaEdgeError(f"{path} has inputs {self.input_names}; a cosa-edge engine has the one input '{INPUT_NAME}'")
+        self.max_batch = int(engine.get_tensor_profile_shape(INPUT_NAME, 0)[2][0])
+        self.min_batch = int(engine.get_tensor_profile_shape(INPUT_NAME, 0)[0][0])
+        # Buffers for the largest batch of the profile, allocated once: no allocation on the hot path.
+        self.host: dict[str, np.ndarray] = {}
+        self.device_buffers: dict[str, Any] = {}
+        for name in self.names:
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            shape = (self.max_batch, *[int(d) for d in engine.get_tensor_shape(name)[1:]])
+            self.host[name] = self.cuda.pinned(shape, dtype)
+            self.device_buffers[name] = self.cuda.device_buffer(self.host[name].nbytes)
+            self.context.set_tensor_address(name, int(self.device_buffers[name]))
+        self.events = [self.cuda.event() for _ in range(4)]
+
+    def _spec(self, name: str) -> TensorSpec:
+        shape = tuple("batch" if i == 0 else int(d) for i, d in enumerate(self.engine.get_tensor_shape(name)))
+        return TensorSpec(name, shape, str(np.dtype(self._trt.nptype(self.engine.get_tensor_dtype(name)))))
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [self._spec(n) for n in self.input_names]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [self._spec(n) for n in self.output_names]
+
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        n = batch.shape[0]
+        if not self.min_batch <= n <= self.max_batch:
+            raise CosaEdgeError(f"{self.path.name} was built for batches of {self.min_batch} to {self.max_batch}; got {n}")
+        self.context.set_input_shape(INPUT_NAME, batch.shape)
+        host_in = self.host[INPUT_NAME]
+        host_in[:n] = batch.astype(host_in.dtype, copy=False)
+        start, uploaded, computed, done = self.events
+        stream = self.cuda.stream
+        start.record(stream)
+        self.cuda.upload(self.device_buffers[INPUT_NAME], host_in[:n])
+        uploaded.record(stream)
+        if not self.context.execute_async_v3(stream.handle):
+            raise CosaEdgeError(f"TensorRT failed to run {self.path.name}")
+        computed.record(stream)
+        for name in self.output_names:
+            self.cuda.download(self.host[name][:n], self.device_buffers[name])
+        done.record(stream)
+        done.synchronize()
+        self.last_times.stages = {"host_to_device": uploaded.time_since(start), "compute": computed.time_since(uploaded),
+                                  "device_to_host": done.time_since(computed)}
+        return {name: self.host[name][:n].astype(np.float32) for name in self.output_names}
+
+    def close(self) -> None:
+        self.cuda.close()

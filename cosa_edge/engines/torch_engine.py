@@ -1,0 +1,59 @@
+"""The PyTorch eager backend: a checkpoint behind the engine contract, the reference for comparisons."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from .._optional import require
+from .base import Engine, TensorSpec
+from .metadata import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, ModelMetadata
+
+
+class TorchEngine(Engine):
+    backend = "torch"
+
+    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None) -> None:
+        torch = require("torch")
+        from ..export.onnx_export import DeployModule
+        from ..train.checkpoint import load_model
+
+        if threads:
+            torch.set_num_threads(threads)
+        model, config, payload = load_model(Path(path), device)
+        self._torch = torch
+        self.device = torch.device(device)
+        self.module = DeployModule(model).to(self.device).eval()
+        metadata = ModelMetadata(architecture=config.model.architecture, encoder=config.model.encoder,
+                                 input_size=config.model.image_size, outputs=tuple(self.module.output_names),
+                                 cosa_edge_version=__version__, weights_sha256=payload.get("weights_sha256", ""),
+                                 training_data=payload.get("data", {}))
+        super().__init__(path, metadata)
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec(INPUT_NAME, ("batch", 1, self.input_size, self.input_size), "float32")]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        shapes = {LESION_OUTPUT: ("batch", 1, self.input_size, self.input_size), CLASS_OUTPUT: ("batch", 2)}
+        return [TensorSpec(name, shapes[name], "float32") for name in self.module.output_names]
+
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self._torch
+        started = time.perf_counter()
+        with torch.inference_mode():
+            tensor = torch.from_numpy(batch).to(self.device)
+            uploaded = time.perf_counter()
+            values = self.module(tensor)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            computed = time.perf_counter()
+            arrays = [v.float().cpu().numpy() for v in values]
+        done = time.perf_counter()
+        self.last_times.stages = {"host_to_device": (uploaded - started) * 1e3, "compute": (computed - uploaded) * 1e3,
+                                  "device_to_host": (done - computed) * 1e3}
+        return dict(zip(self.module.output_names, arrays))

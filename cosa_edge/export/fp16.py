@@ -1,0 +1,49 @@
+"""FP32 ONNX -> FP16 ONNX, with the layers that overflow or lose meaning in FP16 kept in FP32.
+
+TensorRT 11 builds only strongly typed networks, so FP16 comes from an FP16
+ONNX rather than a builder flag; TensorRT 10 uses the flag with the same layers
+pinned to FP32. Kept in FP32:
+
+* every Softmax (the attention softmax over 64 keys sums exponentials that
+  overflow FP16's 65504, and the output softmax feeds a 0.5 threshold);
+* the COSA region-map subgraph (comparisons, Sobel, pooling: exact integer
+  arithmetic that must match the reference).
+
+Needs onnx and onnxconverter-common (the ``export`` extra); no torch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from .._optional import require
+from ..engines.metadata import ModelMetadata
+from ..fileio import atomic_write_bytes
+
+FP32_OPS = ("Softmax",)
+REGION_SCOPE = "/model/cosa/"
+
+
+def fp32_node_names(model) -> list[str]:  # noqa: ANN001
+    """Nodes of the region-map step: COSA's own nodes outside its attention blocks (and the plugin node)."""
+    return [node.name for node in model.graph.node
+            if (node.name.startswith(REGION_SCOPE) and "/attention" not in node.name) or node.domain == "cosa_edge"]
+
+
+def convert_to_fp16(source: Path, destination: Path) -> ModelMetadata:
+    """Write an FP16 copy of ``source`` with FP32 inputs and outputs (the engine contract is unchanged)."""
+    onnx = require("onnx")
+    float16 = require("onnxconverter_common.float16")
+    model = onnx.load(str(source))
+    metadata = ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, str(source))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one warning per tiny weight truncated to FP16's range
+        converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(FP32_OPS),
+                                                     node_block_list=fp32_node_names(model))
+    metadata = metadata.with_changes(precision="fp16")
+    del converted.metadata_props[:]
+    for key, value in metadata.to_props().items():
+        converted.metadata_props.add(key=key, value=value)
+    atomic_write_bytes(destination, converted.SerializeToString())
+    return metadata

@@ -1,0 +1,134 @@
+"""Checkpoint -> ONNX with the engine contract of :mod:`cosa_edge.engines.metadata`.
+
+The exported graph takes the resized grey frame (0..255) and returns
+probabilities, so every runtime gets the same, ready-to-use outputs and no
+caller re-implements normalisation or softmax.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import __version__
+from ..data.preprocess import DEFAULT_NORMALISATION, Normalisation
+from ..engines.metadata import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, ModelMetadata
+from ..errors import CosaEdgeError
+from ..fileio import atomic_write_bytes
+from ..model import CLS_LOGITS, SEG_LOGITS
+from ..model.cosa import COSA
+from ..model.regions import region_maps
+from ..train.checkpoint import load_model
+
+DEFAULT_OPSET = 17
+PLUGIN_DOMAIN = "cosa_edge"
+PLUGIN_NAME = "CosaRegionMasks"
+
+
+class DeployModule(nn.Module):
+    """The trained model behind the engine contract: grey levels in, probabilities out."""
+
+    def __init__(self, model: nn.Module, norm: Normalisation = DEFAULT_NORMALISATION) -> None:
+        super().__init__()
+        self.model = model
+        self.scale = 1.0 / (255.0 * norm.std)
+        self.shift = norm.mean / norm.std
+        self.tasks = tuple(model.tasks)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(image * self.scale - self.shift)
+        results = []
+        if SEG_LOGITS in outputs:
+            results.append(F.softmax(outputs[SEG_LOGITS], dim=1)[:, 1:2])
+        if CLS_LOGITS in outputs:
+            results.append(F.softmax(outputs[CLS_LOGITS], dim=1))
+        return tuple(results)
+
+    @property
+    def output_names(self) -> list[str]:
+        names = []
+        if "segmentation" in self.tasks:
+            names.append(LESION_OUTPUT)
+        if "classification" in self.tasks:
+            names.append(CLASS_OUTPUT)
+        return names
+
+
+class _PluginRegionMaps(torch.autograd.Function):
+    """Region maps that export as one ``cosa_edge::CosaRegionMasks`` node (the TensorRT plugin)."""
+
+    @staticmethod
+    def forward(ctx, seg_logits: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:  # noqa: ANN001
+        return region_maps(seg_logits, (grid_h, grid_w))
+
+    @staticmethod
+    def symbolic(g, seg_logits, grid_h: int, grid_w: int):  # noqa: ANN001, ANN205
+        # The TensorRT ONNX parser maps a node to a plugin when its op type is the plugin's name and it
+        # carries plugin_namespace; aot=1 asks for the ahead-of-time implementation (PTX in the engine).
+        return g.op(f"{PLUGIN_DOMAIN}::{PLUGIN_NAME}", seg_logits, grid_h_i=grid_h, grid_w_i=grid_w,
+                    plugin_namespace_s=PLUGIN_DOMAIN, aot_i=1).setType(
+            seg_logits.type().with_sizes([None, 3, grid_h, grid_w]))
+
+
+@contextlib.contextmanager
+def cosa_op_as_plugin(model: nn.Module) -> Iterator[None]:
+    """Within this block, COSA modules compute their region maps through the plugin node."""
+    modules = [m for m in model.modules() if isinstance(m, COSA)]
+    for module in modules:
+        module.region_op = lambda seg, grid: _PluginRegionMaps.apply(seg, grid[0], grid[1])
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.region_op = region_maps
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    metadata: ModelMetadata
+
+
+def export_onnx(checkpoint: Path, output: Path, *, opset: int = DEFAULT_OPSET, cosa_op: str = "onnx") -> ExportResult:
+    """Export a checkpoint to ONNX (dynamic batch axis), check it with onnx.checker, write it atomically."""
+    import onnx
+
+    if cosa_op not in ("onnx", "plugin"):
+        raise CosaEdgeError(f"--cosa-op must be onnx or plugin, not {cosa_op!r}")
+    if opset < 17:
+        raise CosaEdgeError(f"opset {opset} is too old; use 17 or newer")
+    model, config, payload = load_model(Path(checkpoint))
+    deploy = DeployModule(model).eval()
+    if cosa_op == "plugin" and config.model.architecture != "mtl_cosa":
+        raise CosaEdgeError(f"--cosa-op plugin needs an mtl_cosa model; this checkpoint is {config.model.architecture}")
+    size = config.model.image_size
+    example = torch.full((1, 1, size, size), 128.0)
+    names = deploy.output_names
+    buffer = io.BytesIO()
+    plugin = cosa_op_as_plugin(model) if cosa_op == "plugin" else contextlib.nullcontext()
+    with plugin, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice is not for users
+        torch.onnx.export(deploy, (example,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                          output_names=names, dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}},
+                          custom_opsets={PLUGIN_DOMAIN: 1} if cosa_op == "plugin" else None)
+    proto = onnx.load_from_string(buffer.getvalue())
+    metadata = ModelMetadata(
+        architecture=config.model.architecture, encoder=config.model.encoder, input_size=size, outputs=tuple(names),
+        cosa_edge_version=__version__, weights_sha256=payload.get("weights_sha256", ""),
+        training_data=payload.get("data", {}), cosa_op=cosa_op,
+    )
+    for key, value in metadata.to_props().items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name, proto.producer_version = "cosa-edge", __version__
+    onnx.checker.check_model(proto, full_check=cosa_op == "onnx")
+    atomic_write_bytes(output, proto.SerializeToString())
+    return ExportResult(path=Path(output), metadata=metadata)

@@ -1,0 +1,62 @@
+"""The COSA region maps as the TensorRT plugin ``cosa_edge::CosaRegionMasks`` (tensorrt.plugin, TensorRT 10.6+).
+
+Importing this module registers the plugin. An ONNX node reaches it when its
+op type is ``CosaRegionMasks`` and it carries ``plugin_namespace="cosa_edge"``
+(``cosa-edge export --cosa-op plugin`` writes such a node, with ``aot=1``).
+
+* Ahead-of-time implementation (TensorRT versions with ``tensorrt.plugin.aot_impl``):
+  the kernel's PTX is embedded in the engine, which then runs without Python,
+  also under trtexec.
+* Python implementation otherwise: TensorRT calls back into Python at run time
+  and the same kernel is launched through CuPy on TensorRT's stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorrt as trt
+import tensorrt.plugin as trtp
+
+from .cuda import BLOCK, KERNEL_NAMES, compile_ptx, launch_on_device
+
+PLUGIN_ID = "cosa_edge::CosaRegionMasks"
+HAS_AOT = hasattr(trtp, "aot_impl")
+#: PTX for an old virtual architecture is compiled for the actual GPU when the engine loads.
+PTX_ARCH = "compute_75"
+
+
+@trtp.register(PLUGIN_ID)
+def region_masks_description(scores: trtp.TensorDesc, grid_h: int, grid_w: int) -> trtp.TensorDesc:
+    """(N, 2, H, W) FP32 or FP16 scores -> (N, 3, grid_h, grid_w) FP32 region fractions."""
+    return trtp.from_shape_expr((scores.shape_expr[0], 3, grid_h, grid_w), dtype=trt.float32)
+
+
+@trtp.autotune(PLUGIN_ID)
+def region_masks_autotune(scores: trtp.TensorDesc, grid_h: int, grid_w: int,
+                          outputs: tuple[trtp.TensorDesc]) -> list[trtp.AutoTuneCombination]:
+    # Input FP32 or FP16, output always FP32 (the maps are exact fractions; FP16 would round them).
+    return [trtp.AutoTuneCombination("FP32|FP16, FP32", "LINEAR")]
+
+
+@trtp.impl(PLUGIN_ID)
+def region_masks_python(scores: trtp.Tensor, grid_h: int, grid_w: int, outputs: tuple[trtp.Tensor],
+                        stream: int) -> None:
+    launch_on_device(scores, outputs[0], (grid_h, grid_w), stream)
+
+
+if HAS_AOT:
+
+    @trtp.aot_impl(PLUGIN_ID)
+    def region_masks_aot(scores: trtp.TensorDesc, grid_h: int, grid_w: int, outputs: tuple[trtp.TensorDesc],
+                         tactic: int) -> tuple[bytes, bytes, Any, Any]:
+        dims = scores.shape_expr
+        kernel = KERNEL_NAMES[np.dtype(np.float16 if scores.dtype == trt.float16 else np.float32)]
+        launch = trtp.KernelLaunchParams()
+        launch.grid_x, launch.grid_y, launch.grid_z = grid_w, grid_h, dims[0]  # one block per output cell
+        launch.block_x, launch.block_y, launch.block_z = BLOCK
+        launch.shared_mem = 0  # the kernel's shared arrays are static
+        # The kernel's scalar parameters, after its input and before its output: H, W, h, w.
+        extra_args = trtp.SymIntExprs.from_tuple([trtp.SymInt32(e) for e in (dims[2], dims[3], grid_h, grid_w)])
+        return kernel.encode(), compile_ptx(PTX_ARCH).encode(), launch, extra_args
