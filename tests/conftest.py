@@ -36,3 +36,28 @@ def busi_path() -> Path:
     if not BUSI_PATH.is_dir():
         pytest.skip(f"real BUSI data not found at {BUSI_PATH}")
     return BUSI_PATH
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small MTL-COSA (64 px) trained long enough to draw real lesion masks on phantoms."""
+    pytest.importorskip("torch")
+    from cosa_edge.config import load_preset
+    from cosa_edge.data.phantom import make_phantom_dataset
+    from cosa_edge.train.loop import train
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    config = load_preset("edge").replace(image_size=64, decoder_channels=(32, 16, 16, 8), epochs=15, batch_size=8,
+                                         lr=1e-3, val_fraction=0.0, device="cpu", save_every=100)
+    train(config, make_phantom_dataset(24, seed=11, size=(64, 64)), run, progress=False)
+    return run / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def exported_onnx(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("onnx")
+    from cosa_edge.export.onnx_export import export_onnx
+
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(trained_checkpoint, path)
+    return path
