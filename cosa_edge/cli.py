@@ -266,6 +266,91 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
 
 
 @cli.command()
+@click.option("--video", "source", required=True,
+              help="Video file (mp4, avi, mov...), an image, a folder of images, a camera index (0) or a stream URL.")
+@click.option("--engine", "engine_path", required=True, type=click.Path(dir_okay=False),
+              help="An engine: .onnx (ONNX Runtime), .engine (TensorRT) or .pt (PyTorch).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt", "torch"]), help="Override the runtime.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Annotated video (or image, for an image source).")
+@click.option("--results", type=click.Path(dir_okay=False), help="JSONL file, one record per frame.")
+@click.option("--roi", help="x,y,w,h: analyse only this part of the frame (crops a scanner's text and rulers).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Frames per engine call; the loop never waits to fill a batch.")
+@click.option("--realtime", is_flag=True, help="Bounded latency for live probes: read files at their frame rate, "
+              "skip stale frames when the engine falls behind, and report how many.")
+@click.option("--smooth", type=click.FloatRange(0.01, 1.0), default=1.0, show_default=True,
+              help="Exponential smoothing of the class probability over frames (1 = off; 0.3 steadies the label).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the engine.")
+def infer(source: str, engine_path: str, backend: str | None, out: str | None, results: str | None, roi: str | None,
+          batch_size: int, realtime: bool, smooth: float, threads: int | None) -> None:
+    """Run an engine over ultrasound video or images; write an annotated video and per-frame JSONL."""
+    from .engines import open_engine
+    from .stream.run import infer_source, parse_roi
+
+    if out is None and results is None:
+        raise CosaEdgeError("nothing to write: give --out (annotated video) and/or --results (JSONL)")
+    options = {"threads": threads} if threads and (backend or "") != "tensorrt" and not engine_path.endswith(".engine") else {}
+    with open_engine(engine_path, backend=backend, **options) as engine:
+        stats = infer_source(source, engine, Path(out) if out else None, Path(results) if results else None,
+                             batch_size=batch_size, roi=parse_roi(roi), realtime=realtime, smoothing=smooth)
+    if stats.stopped_early:
+        click.echo(f"warning: {stats.stopped_early}", err=True)
+    skipped = f", skipped {stats.frames_skipped} stale frames" if realtime else ""
+    interrupted = " (interrupted: the outputs hold the frames done)" if stats.interrupted else ""
+    click.echo(f"processed {stats.frames_processed} of {stats.frames_read} frames at {stats.fps:.1f} frames/s{skipped}"
+               f"{interrupted}; wrote {', '.join(p for p in (out, results) if p)}")
+
+
+@cli.command()
+@click.option("--engine", "engines", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Engine to measure; repeat to compare several in one run.")
+@click.option("--baseline", type=click.Path(dir_okay=False),
+              help="Checkpoint (.pt) measured as PyTorch eager FP32; ratios are against it.")
+@click.option("--report", "report_dir", required=True, type=click.Path(file_okay=False), help="Folder for the report.")
+@click.option("--batch", "batches", default="1", show_default=True, help="Comma-separated batch sizes, e.g. 1,4,8.")
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option("--iterations", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--duration", type=click.FloatRange(min=0.1), help="Seconds per measurement instead of --iterations.")
+@click.option("--video", help="Also measure the streaming pipeline on this video (end-to-end frames/s and latency).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for ONNX Runtime and PyTorch.")
+def bench(engines: tuple[str, ...], baseline: str | None, report_dir: str, batches: str, warmup: int, iterations: int,
+          duration: float | None, video: str | None, threads: int | None) -> None:
+    """Latency of engines side by side: percentiles, stages, throughput, ratios, and a report folder."""
+    from .bench.report import write_report
+    from .bench.runner import attach_ratios, bench_engine, bench_pipeline
+    from .bench.system import system_info
+    from .engines import open_engine
+
+    try:
+        batch_sizes = sorted({int(b) for b in batches.split(",")})
+    except ValueError:
+        raise CosaEdgeError(f"--batch {batches!r} must list integers, e.g. 1,4,8") from None
+    if min(batch_sizes) < 1:
+        raise CosaEdgeError("batch sizes must be at least 1")
+
+    def options(path: str) -> dict:
+        return {"threads": threads} if threads and not path.endswith((".engine", ".plan")) else {}
+
+    results, pipeline, baseline_results = [], None, None
+    if baseline:
+        with open_engine(baseline, backend="torch", **options(baseline)) as reference:
+            baseline_results = bench_engine(reference, batch_sizes, warmup, iterations, duration)
+        results += baseline_results
+    for path in engines:
+        with open_engine(path, **options(path)) as engine:
+            measured = bench_engine(engine, batch_sizes, warmup, iterations, duration)
+            if video and pipeline is None:
+                engine_fps = next((r.throughput for r in measured if r.batch_size == 1), measured[0].throughput)
+                pipeline = bench_pipeline(engine, video, engine_fps)
+        results += measured
+    attach_ratios(results, baseline_results or [r for r in results if r.engine == results[0].engine])
+    files = write_report(results, Path(report_dir), system_info(), pipeline,
+                         baseline_name=Path(baseline).name + " (PyTorch eager FP32)" if baseline else Path(results[0].engine).name)
+    click.echo((Path(report_dir) / "report.md").read_text().split("![latency]")[0])
+    click.echo("wrote " + ", ".join(str(f) for f in files))
+
+
+@cli.command()
 def models() -> None:
     """List the architectures `--model` and `cv --models` accept."""
     from .model import ARCHITECTURES

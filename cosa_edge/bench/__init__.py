@@ -1,0 +1,1 @@
+"""Latency measurement and reports (numpy; matplotlib for the plots)."""

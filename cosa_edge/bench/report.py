@@ -1,0 +1,96 @@
+"""Benchmark reports: JSON for machines, Markdown for people, PNG plots for both."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .runner import BenchResult
+from .stats import LatencySummary
+
+
+def _label(result: BenchResult) -> str:
+    return f"{Path(result.engine).name} ({result.backend}, {result.precision})"
+
+
+def markdown_report(results: list[BenchResult], system: dict[str, Any], pipeline: dict[str, Any] | None,
+                    baseline_name: str | None) -> str:
+    lines = ["# cosa-edge latency report", "",
+             f"CPU: {system['cpu']} ({system['cpu_cores']} cores); GPU: {', '.join(system['gpus']) or 'none'}; "
+             f"Python {system['python']}; " + ", ".join(f"{k} {v}" for k, v in system["libraries"].items()), ""]
+    ratio_note = f"ratio: median latency over {baseline_name}'s at the same batch size (below 1 is faster)" \
+        if baseline_name else "ratio: no baseline given"
+    lines += ["## Engine latency (ms per batch)", "", ratio_note, "",
+              "| engine | batch | min | mean | median | p90 | p95 | p99 | max | std | images/s | ratio |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        s = r.latency_ms
+        ratio = f"{r.ratio_to_baseline:.2f}" if r.ratio_to_baseline is not None else "–"
+        lines.append(f"| {_label(r)} | {r.batch_size} | {s.min:.2f} | {s.mean:.2f} | {s.median:.2f} | {s.p90:.2f} | "
+                     f"{s.p95:.2f} | {s.p99:.2f} | {s.max:.2f} | {s.std:.2f} | {r.throughput:.1f} | {ratio} |")
+    lines += ["", "## Per stage (median ms per batch)", "", "| engine | batch | " + " | ".join(_stage_names(results)) + " |",
+              "|---|---|" + "---|" * len(_stage_names(results))]
+    for r in results:
+        cells = [f"{r.stages_ms[k].median:.3f}" if k in r.stages_ms else "–" for k in _stage_names(results)]
+        lines.append(f"| {_label(r)} | {r.batch_size} | " + " | ".join(cells) + " |")
+    if pipeline:
+        lines += ["", "## Streaming pipeline", "",
+                  f"Video {pipeline['video']}: {pipeline['frames']} frames, end to end {pipeline['fps']:.1f} frames/s "
+                  f"against {pipeline['engine_only_fps']:.1f} frames/s for the engine alone at batch 1 "
+                  f"(ratio {pipeline['fps'] / pipeline['engine_only_fps']:.2f}).", "",
+                  "| capture-to-result latency | min | median | p90 | p95 | p99 | max |", "|---|---|---|---|---|---|---|"]
+        s = pipeline["latency_ms"]
+        lines.append(f"| ms | {s['min']:.1f} | {s['median']:.1f} | {s['p90']:.1f} | {s['p95']:.1f} | {s['p99']:.1f} | {s['max']:.1f} |")
+    lines += ["", "![latency](latency.png)", "", "![throughput](throughput.png)", ""]
+    return "\n".join(lines)
+
+
+def _stage_names(results: list[BenchResult]) -> list[str]:
+    order = ["preprocess", "host_to_device", "compute", "device_to_host", "postprocess"]
+    present = {k for r in results for k in r.stages_ms}
+    return [k for k in order if k in present]
+
+
+def _plot(results: list[BenchResult], path: Path, kind: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
+    engines = list(dict.fromkeys(_label(r) for r in results))
+    if kind == "latency":
+        batch1 = [r for r in results if r.batch_size == min(x.batch_size for x in results)]
+        summaries: list[LatencySummary] = [r.latency_ms for r in batch1]
+        positions = range(len(batch1))
+        axes.bar(positions, [s.median for s in summaries], color="#4c72b0", label="median")
+        axes.errorbar(positions, [s.median for s in summaries],
+                      yerr=[[s.median - s.min for s in summaries], [s.p99 - s.median for s in summaries]],
+                      fmt="none", ecolor="black", capsize=4, label="min to p99")
+        axes.set_xticks(list(positions), [_label(r) for r in batch1], rotation=15, ha="right", fontsize=7)
+        axes.set(ylabel="ms per batch", title=f"Latency at batch {batch1[0].batch_size}")
+        axes.legend(fontsize=7)
+    else:
+        for name in engines:
+            rows = sorted((r for r in results if _label(r) == name), key=lambda r: r.batch_size)
+            axes.plot([r.batch_size for r in rows], [r.throughput for r in rows], marker="o", label=name)
+        axes.set(xlabel="batch size", ylabel="images / s", title="Throughput against batch size")
+        axes.legend(fontsize=7)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_report(results: list[BenchResult], out_dir: Path, system: dict[str, Any], pipeline: dict[str, Any] | None = None,
+                 baseline_name: str | None = None) -> list[Path]:
+    out_dir = Path(out_dir)
+    atomic_write_json(out_dir / "report.json", {"system": system, "baseline": baseline_name,
+                                                "results": [r.to_dict() for r in results], "pipeline": pipeline})
+    atomic_write_text(out_dir / "report.md", markdown_report(results, system, pipeline, baseline_name))
+    _plot(results, out_dir / "latency.png", "latency")
+    _plot(results, out_dir / "throughput.png", "throughput")
+    return [out_dir / n for n in ("report.json", "report.md", "latency.png", "throughput.png")]

@@ -1,0 +1,1 @@
+"""Streaming inference on ultrasound video: sources, the pipelined loop, overlays, writers (numpy + OpenCV)."""

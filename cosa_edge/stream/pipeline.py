@@ -1,0 +1,192 @@
+"""The pipelined inference loop: decode, preprocess, infer, post-process and encode overlap.
+
+    reader ──q──> preprocess ──q──> inference (batched) ──q──> post-process + overlay + writers
+
+Each stage is a thread joined to the next by a bounded queue, so a slow stage
+holds the others back by at most a queue's length and memory stays bounded.
+OpenCV, numpy and the runtimes release the GIL in their heavy calls, which is
+what lets the stages run at the same time.
+
+Offline (default): every frame is processed, in order. Real time (``realtime``):
+a file is read at its own frame rate as a probe would deliver it, and when the
+engine falls behind, the reader drops the oldest waiting frame instead of
+queueing it, so latency stays bounded; dropped frames are counted.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..data import resize_grey
+from ..engines.base import Engine
+from ..engines.metadata import CLASS_OUTPUT, LESION_OUTPUT
+from .overlay import draw_overlay
+from .postprocess import FrameResult, ProbabilitySmoother, Roi, frame_roi, summarise
+from .sources import Frame, FrameSource
+
+_END = object()
+
+
+@dataclass
+class PipelineStats:
+    frames_read: int = 0
+    frames_processed: int = 0
+    frames_skipped: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {"preprocess": [], "inference": [], "postprocess": []})
+    stopped_early: str | None = None
+    interrupted: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames_processed / self.seconds if self.seconds else 0.0
+
+
+class _Stage(threading.Thread):
+    def __init__(self, name: str, target: Callable[[], None], errors: list[BaseException]) -> None:
+        super().__init__(name=name, daemon=True)
+        self._work, self._errors = target, errors
+
+    def run(self) -> None:
+        try:
+            self._work()
+        except BaseException as exc:  # re-raised in the caller's thread
+            self._errors.append(exc)
+
+
+def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event) -> Any:
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return _END
+
+
+def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame, FrameResult, np.ndarray], None], *,
+                 batch_size: int = 1, roi: Roi | None = None, realtime: bool = False, smoothing: float = 1.0,
+                 queue_size: int = 8, draw: bool = True, progress: Callable[[int], None] | None = None) -> PipelineStats:
+    """Run ``engine`` over every frame of ``source``; ``on_result(frame, result, overlay)`` gets each in order."""
+    stats = PipelineStats()
+    stop, errors = threading.Event(), []
+    depth = 2 if realtime else queue_size
+    decoded: queue.Queue = queue.Queue(maxsize=depth)
+    prepared: queue.Queue = queue.Queue(maxsize=depth)
+    inferred: queue.Queue = queue.Queue(maxsize=queue_size)
+    size = engine.input_size
+    smoother = ProbabilitySmoother(smoothing) if smoothing < 1.0 else None
+    fps_window: list[float] = []
+
+    def read() -> None:
+        started = time.perf_counter()
+        frame_period = 1.0 / source.info.fps if realtime and not source.info.live else 0.0
+        for frame in source:
+            if stop.is_set():
+                break
+            stats.frames_read += 1
+            if frame_period:  # deliver a file as a probe would: at its own frame rate
+                time.sleep(max(0.0, started + frame.index * frame_period - time.perf_counter()))
+                frame.captured_at = time.perf_counter()
+            if realtime:
+                while True:
+                    try:
+                        decoded.put_nowait(frame)
+                        break
+                    except queue.Full:
+                        try:
+                            decoded.get_nowait()  # the stalest waiting frame makes room for the newest
+                            stats.frames_skipped += 1
+                        except queue.Empty:
+                            pass
+            elif not _put(decoded, frame, stop):
+                break
+        stats.stopped_early = source.stopped_early
+        _put(decoded, _END, stop)
+
+    def preprocess() -> None:
+        while (frame := _get(decoded, stop)) is not _END:
+            t0 = time.perf_counter()
+            region = frame_roi(frame.image.shape, roi)
+            grey = resize_grey(frame.image, size, region)
+            stats.stage_ms["preprocess"].append((time.perf_counter() - t0) * 1e3)
+            if not _put(prepared, (frame, region, grey), stop):
+                return
+        _put(prepared, _END, stop)
+
+    def infer() -> None:
+        finished = False
+        while not finished:
+            item = _get(prepared, stop)
+            if item is _END:
+                break
+            batch = [item]
+            while len(batch) < batch_size:  # take what is waiting, never wait for a full batch
+                try:
+                    nxt = prepared.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _END:
+                    finished = True
+                    break
+                batch.append(nxt)
+            t0 = time.perf_counter()
+            outputs = engine.infer(np.stack([g for _, _, g in batch]).astype(np.float32)[:, None])
+            stats.stage_ms["inference"].append((time.perf_counter() - t0) * 1e3 / len(batch))
+            for i, (frame, region, _) in enumerate(batch):
+                lesion = outputs[LESION_OUTPUT][i, 0] if LESION_OUTPUT in outputs else None
+                classes = outputs[CLASS_OUTPUT][i] if CLASS_OUTPUT in outputs else None
+                if not _put(inferred, (frame, region, lesion, classes), stop):
+                    return
+        _put(inferred, _END, stop)
+
+    stages = [_Stage("reader", read, errors), _Stage("preprocess", preprocess, errors), _Stage("inference", infer, errors)]
+    started = time.perf_counter()
+    for stage in stages:
+        stage.start()
+    try:
+        # Post-processing, overlay and writing run here, in the caller's thread, so Ctrl-C lands here.
+        while (item := _get(inferred, stop)) is not _END:
+            if errors:
+                break
+            frame, region, lesion, classes = item
+            t0 = time.perf_counter()
+            smoothed = smoother(classes) if smoother is not None and classes is not None else None
+            latency = (time.perf_counter() - frame.captured_at) * 1e3
+            result = summarise(frame.index, frame.timestamp, lesion, classes, region, latency, smoothed)
+            now = time.perf_counter()
+            fps_window = [t for t in fps_window if now - t < 1.0] + [now]
+            overlay = draw_overlay(frame.image, result, region, fps=len(fps_window)) if draw else frame.image
+            on_result(frame, result, overlay)
+            stats.stage_ms["postprocess"].append((time.perf_counter() - t0) * 1e3)
+            stats.latencies_ms.append(latency)
+            stats.frames_processed += 1
+            if progress is not None:
+                progress(1)
+    except KeyboardInterrupt:
+        stats.interrupted = True
+    finally:
+        stop.set()
+        for stage in stages:
+            stage.join(timeout=5)
+        stats.seconds = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return stats
