@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cosa_edge.bench.report import write_report
+from cosa_edge.bench.runner import attach_ratios, bench_engine
+from cosa_edge.bench.stats import summarise_latencies
+from cosa_edge.bench.system import system_info
+from cosa_edge.cli import cli
+from tests.test_stream import FakeEngine
+
+
+def test_percentiles_on_known_samples() -> None:
+    s = summarise_latencies(list(range(1, 101)))  # 1..100 ms
+    assert (s.min, s.max, s.count) == (1, 100, 100)
+    assert s.median == pytest.approx(50.5) and s.mean == pytest.approx(50.5)
+    assert s.p90 == pytest.approx(90.1) and s.p95 == pytest.approx(95.05) and s.p99 == pytest.approx(99.01)
+    assert s.std == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+    single = summarise_latencies([7.0])
+    assert single.p99 == 7.0 and single.std == 0.0
+
+
+def test_bench_report_files(tmp_path: Path) -> None:
+    slow, fast = FakeEngine(delay=0.004), FakeEngine()
+    baseline = bench_engine(slow, [1, 2], warmup=1, iterations=5, progress=False)
+    measured = bench_engine(fast, [1, 2], warmup=1, iterations=5, progress=False)
+    attach_ratios(measured, baseline)
+    assert all(r.ratio_to_baseline is not None and r.ratio_to_baseline < 1 for r in measured)
+    assert {"preprocess", "compute", "postprocess"} <= set(measured[0].stages_ms)
+    files = write_report(baseline + measured, tmp_path, system_info(), baseline_name="slow")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["system"]["cpu_cores"] and "numpy" in report["system"]["libraries"]
+    assert len(report["results"]) == 4 and report["results"][0]["latency_ms"]["p99"] >= report["results"][0]["latency_ms"]["median"]
+    assert "| engine | batch | min | mean | median | p90 | p95 | p99 | max | std | images/s | ratio |" in (tmp_path / "report.md").read_text()
+    for png in files[2:]:
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_infer_and_bench(exported_onnx: Path, trained_checkpoint: Path, tmp_path: Path) -> None:
+    from cosa_edge.data.phantom import write_sweep_video
+
+    video = write_sweep_video(tmp_path / "v.mp4", seed=2, frames=12, size=(96, 128))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["infer", "--video", str(video), "--engine", str(exported_onnx), "--out",
+                                 str(tmp_path / "o.mp4"), "--results", str(tmp_path / "o.jsonl"), "--smooth", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "processed 12 of 12 frames" in result.output
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 12
+    result = runner.invoke(cli, ["bench", "--engine", str(exported_onnx), "--baseline", str(trained_checkpoint),
+                                 "--report", str(tmp_path / "rep"), "--batch", "1,2", "--iterations", "3",
+                                 "--warmup", "1", "--video", str(video)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert {r["backend"] for r in report["results"]} == {"torch", "onnxruntime"}
+    assert report["pipeline"]["frames"] == 12 and report["pipeline"]["fps"] > 0
+    onnx_rows = [r for r in report["results"] if r["backend"] == "onnxruntime"]
+    assert all(r["ratio_to_baseline"] > 0 for r in onnx_rows)
+
+
+def test_cli_infer_bad_inputs(exported_onnx: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["infer", "--video", str(tmp_path / "none.mp4"), "--engine", str(exported_onnx),
+                                 "--results", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
+    result = runner.invoke(cli, ["infer", "--video", "x.mp4", "--engine", str(exported_onnx)])
+    assert result.exit_code == 1 and "nothing to write" in result.output
+    wrong = tmp_path / "wrong.engine"
+    wrong.write_bytes(b"plan")
+    result = runner.invoke(cli, ["bench", "--engine", str(wrong), "--report", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
