@@ -289,8 +289,11 @@ def infer(source: str, engine_path: str, backend: str | None, out: str | None, r
 
     if out is None and results is None:
         raise CosaEdgeError("nothing to write: give --out (annotated video) and/or --results (JSONL)")
-    options = {"threads": threads} if threads and (backend or "") != "tensorrt" and not engine_path.endswith(".engine") else {}
-    with open_engine(engine_path, backend=backend, **options) as engine:
+    from .engines import backend_for
+
+    runtime = backend or backend_for(Path(engine_path))
+    options = {"threads": threads} if threads and runtime != "tensorrt" else {}
+    with open_engine(engine_path, backend=runtime, **options) as engine:
         stats = infer_source(source, engine, Path(out) if out else None, Path(results) if results else None,
                              batch_size=batch_size, roi=parse_roi(roi), realtime=realtime, smoothing=smooth)
     if stats.stopped_early:
@@ -329,7 +332,9 @@ def bench(engines: tuple[str, ...], baseline: str | None, report_dir: str, batch
         raise CosaEdgeError("batch sizes must be at least 1")
 
     def options(path: str) -> dict:
-        return {"threads": threads} if threads and not path.endswith((".engine", ".plan")) else {}
+        from .engines import backend_for
+
+        return {"threads": threads} if threads and backend_for(Path(path)) != "tensorrt" else {}
 
     results, pipeline, baseline_results = [], None, None
     if baseline:
