@@ -17,14 +17,22 @@ def draw_overlay(image: np.ndarray, result: FrameResult, roi: Roi, fps: float | 
     canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
     x, y, w, h = roi
     colour = COLOURS.get(result.predicted, COLOURS[""])
-    if result.lesion_area_px:
-        # The margin band of the COSA module, at the ROI's resolution, as a translucent tint.
-        margin = region_maps_full(result.mask)[2].astype(bool)
-        patch = canvas[y:y + h, x:x + w]
-        tint = np.empty_like(patch)
-        tint[:] = MARGIN_TINT
-        patch[margin] = cv2.addWeighted(patch, 0.6, tint, 0.4, 0)[margin]
-        contours, _ = cv2.findContours(result.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if result.lesion_area_px and result.bbox is not None:
+        # Work on the lesion's bounding box plus the band's reach only: the rest of the frame is untouched,
+        # which keeps the overlay's cost proportional to the lesion, not to the frame.
+        bx, by, bw, bh = result.bbox
+        pad = 4
+        x0, y0 = max(bx - x - pad, 0), max(by - y - pad, 0)
+        x1, y1 = min(bx - x + bw + pad, w), min(by - y + bh + pad, h)
+        mask = result.mask[y0:y1, x0:x1]
+        patch = canvas[y + y0:y + y1, x + x0:x + x1]
+        # The margin band of the COSA module as a translucent tint. The crop is not the whole image, so the
+        # band is computed on it with the image's own border rule: where the crop meets the ROI's edge the
+        # lesion may continue, and replicate padding gives no false band there either.
+        margin = region_maps_full(mask)[2].astype(bool)
+        blended = (patch[margin] * 0.6 + np.array(MARGIN_TINT, np.float32) * 0.4).astype(np.uint8)
+        patch[margin] = blended
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(patch, contours, -1, colour, 2, lineType=cv2.LINE_AA)
     probs = result.smoothed or result.probabilities
     if result.predicted:
