@@ -371,7 +371,8 @@ def models() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--video/--no-video", default=True, show_default=True, help="Also render a probe-sweep video (sweep.mp4).")
 @click.option("--frames", type=click.IntRange(min=1), default=120, show_default=True, help="Frames of the video.")
-def phantom(out_dir: str, count: int, size: int, seed: int, video: bool, frames: int) -> None:
+@click.option("--frame-size", default="256x320", show_default=True, help="HEIGHTxWIDTH of the video's frames.")
+def phantom(out_dir: str, count: int, size: int, seed: int, video: bool, frames: int, frame_size: str) -> None:
     """Write synthetic ultrasound phantoms (images/, masks/, labels.csv) and a sweep video."""
     from .data.folder import write_folder
     from .data.phantom import make_phantom_dataset, write_sweep_video
@@ -379,7 +380,11 @@ def phantom(out_dir: str, count: int, size: int, seed: int, video: bool, frames:
     write_folder(make_phantom_dataset(count, seed=seed, size=(size, size)), Path(out_dir))
     click.echo(f"wrote {count} phantoms to {out_dir} (use --data folder:{out_dir})")
     if video:
-        path = write_sweep_video(Path(out_dir) / "sweep.mp4", seed=seed, frames=frames)
+        try:
+            height, width = (int(v) for v in frame_size.lower().split("x"))
+        except ValueError:
+            raise CosaEdgeError(f"--frame-size {frame_size!r} must be HEIGHTxWIDTH, e.g. 480x640") from None
+        path = write_sweep_video(Path(out_dir) / "sweep.mp4", seed=seed, frames=frames, size=(height, width))
         click.echo(f"wrote {path}")
 
 

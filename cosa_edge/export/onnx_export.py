@@ -48,7 +48,10 @@ class DeployModule(nn.Module):
         outputs = self.model(image * self.scale - self.shift)
         results = []
         if SEG_LOGITS in outputs:
-            results.append(F.softmax(outputs[SEG_LOGITS], dim=1)[:, 1:2])
+            # softmax(l)[1] over two classes is sigmoid(l1 - l0): the same probability (and the same
+            # mask at > 0.5, ties to background), without a channel-axis softmax that runtimes transpose for.
+            logits = outputs[SEG_LOGITS]
+            results.append(torch.sigmoid(logits[:, 1:2] - logits[:, 0:1]))
         if CLS_LOGITS in outputs:
             results.append(F.softmax(outputs[CLS_LOGITS], dim=1))
         return tuple(results)

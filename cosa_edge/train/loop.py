@@ -198,18 +198,18 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
                 current = selection_score(last_metrics)
             else:
                 current = float(epoch + 1)  # no validation: the latest epoch is the best we know
+            final = epoch + 1 == config.epochs
             improved = bool(val_samples) and current > best_score
-            if improved:
+            if improved or (final and not val_samples):
                 best_score, best_epoch = current, epoch + 1
             record.update(score=current, seconds=round(time.perf_counter() - started, 2))
             _append_log(run_dir / "log.jsonl", record)
-            final = epoch + 1 == config.epochs
             if final or (epoch + 1) % config.save_every == 0:
                 state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
                          "best_score": best_score, "best_epoch": best_epoch, "data": summary, "tasks": list(tasks)}
                 save_checkpoint(run_dir / "last.pt", model, config, **state)
             # best.pt holds weights and metadata only (no optimizer): it is for evaluation and export.
-            if improved or (final and not val_samples):
+            if best_epoch == epoch + 1:
                 save_checkpoint(run_dir / "best.pt", model, config, epoch=epoch + 1, best_score=best_score,
                                 best_epoch=epoch + 1, data=summary, tasks=list(tasks),
                                 selected_by="validation score" if val_samples else "last epoch (no validation split)")
