@@ -7,7 +7,6 @@ on a machine without a training stack.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections.abc import Callable

@@ -68,7 +68,7 @@ def run_demo(out_dir: Path, data_spec: str = "phantom:60", epochs: int = 8, imag
         plot_roc({"mtl_cosa": (predictions.labels, predictions.probabilities[:, 0])}, out_dir / "roc.png", "ROC (held-out)")
 
     tables = build_tables({"mtl_cosa": {"aggregate": aggregate([metrics])}}, data_spec)
-    lines = [f"# cosa-edge demo\n",
+    lines = ["# cosa-edge demo\n",
              f"MTL-COSA ({config.model.encoder}, {image_size}x{image_size}) trained from scratch for {epochs} epochs "
              f"on `{data_spec}` ({len(samples)} images, {len(val_samples)} held out), "
              f"in {time.perf_counter() - started:.0f} s on {torch_device}.\n",

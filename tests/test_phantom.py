@@ -4,7 +4,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from cosa_edge import BENIGN, MALIGNANT
 from cosa_edge.data.phantom import make_phantom, make_phantom_dataset, phantom_sweep, write_sweep_video
