@@ -6,7 +6,9 @@ import sys
 DEPLOY_MODULES = ["cosa_edge", "cosa_edge.cli", "cosa_edge.data", "cosa_edge.data.phantom", "cosa_edge.data.splits",
                   "cosa_edge.metrics", "cosa_edge.kernels.reference", "cosa_edge.config", "cosa_edge.report.tables",
                   "cosa_edge.report.roc", "cosa_edge.engines", "cosa_edge.engines.build", "cosa_edge.stream.run",
-                  "cosa_edge.stream.pipeline", "cosa_edge.bench.runner", "cosa_edge.bench.report", "cosa_edge.kernels.cuda"]
+                  "cosa_edge.stream.pipeline", "cosa_edge.bench.runner", "cosa_edge.bench.report", "cosa_edge.kernels.cuda",
+                  "cosa_edge.engines.onnxruntime_engine", "cosa_edge.engines.tensorrt_engine", "cosa_edge.export.fp16",
+                  "cosa_edge.export.parity"]
 
 
 def test_deploy_side_imports_without_torch() -> None:

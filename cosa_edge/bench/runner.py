@@ -47,7 +47,6 @@ def bench_engine(engine: Engine, batch_sizes: list[int], warmup: int = 5, iterat
     results = []
     for batch_size in batch_sizes:
         raw = frames[:batch_size]
-        batch = np.stack([resize_grey(f, size) for f in raw]).astype(np.float32)[:, None]
         engine.warmup(warmup, batch_size)
         totals, stages = [], {"preprocess": [], "postprocess": []}
         engine_stages: dict[str, list[float]] = {}

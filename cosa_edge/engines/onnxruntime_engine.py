@@ -54,6 +54,7 @@ class OnnxRuntimeEngine(Engine):
         names = [i.name for i in session.get_inputs()]
         if names != [INPUT_NAME]:
             raise CosaEdgeError(f"{path} has inputs {names}; a cosa-edge engine has the one input '{INPUT_NAME}'")
+        self.output_names = [o.name for o in session.get_outputs()]  # read once, not on every inference
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -71,4 +72,4 @@ class OnnxRuntimeEngine(Engine):
         started = time.perf_counter()
         values = self.session.run(None, {INPUT_NAME: batch})
         self.last_times.stages = {"compute": (time.perf_counter() - started) * 1000.0}
-        return {spec.name: np.asarray(value, dtype=np.float32) for spec, value in zip(self.outputs, values)}
+        return {name: np.asarray(value, dtype=np.float32) for name, value in zip(self.output_names, values)}
