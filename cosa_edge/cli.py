@@ -315,11 +315,20 @@ def infer(source: str, engine_path: str, backend: str | None, out: str | None, r
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Seconds per measurement instead of --iterations.")
 @click.option("--video", help="Also measure the streaming pipeline on this video (end-to-end frames/s and latency).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for ONNX Runtime and PyTorch.")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="The engines take turns in this many rounds, so that drifting machine load falls on all alike.")
 def bench(engines: tuple[str, ...], baseline: str | None, report_dir: str, batches: str, warmup: int, iterations: int,
-          duration: float | None, video: str | None, threads: int | None) -> None:
-    """Latency of engines side by side: percentiles, stages, throughput, ratios, and a report folder."""
+          duration: float | None, video: str | None, threads: int | None, rounds: int) -> None:
+    """Latency of engines side by side: percentiles, stages, throughput, ratios, and a report folder.
+
+    All engines (and the --baseline checkpoint, run as PyTorch eager FP32) are loaded together and
+    measured interleaved: each one's iterations are spread over --rounds rounds in which the engines
+    take turns, so the ratios compare them under the same machine load.
+    """
+    from contextlib import ExitStack
+
     from .bench.report import write_report
-    from .bench.runner import attach_ratios, bench_engine, bench_pipeline
+    from .bench.runner import attach_ratios, bench_engines, bench_pipeline
     from .bench.system import system_info
     from .engines import open_engine
 
@@ -335,19 +344,18 @@ def bench(engines: tuple[str, ...], baseline: str | None, report_dir: str, batch
 
         return {"threads": threads} if threads and backend_for(Path(path)) != "tensorrt" else {}
 
-    results, pipeline, baseline_results = [], None, None
-    if baseline:
-        with open_engine(baseline, backend="torch", **options(baseline)) as reference:
-            baseline_results = bench_engine(reference, batch_sizes, warmup, iterations, duration)
-        results += baseline_results
-    for path in engines:
-        with open_engine(path, **options(path)) as engine:
-            measured = bench_engine(engine, batch_sizes, warmup, iterations, duration)
-            if video and pipeline is None:
-                engine_fps = next((r.throughput for r in measured if r.batch_size == 1), measured[0].throughput)
-                pipeline = bench_pipeline(engine, video, engine_fps)
-        results += measured
-    attach_ratios(results, baseline_results or [r for r in results if r.engine == results[0].engine])
+    with ExitStack() as stack:
+        opened = [stack.enter_context(open_engine(baseline, backend="torch", **options(baseline)))] if baseline else []
+        opened += [stack.enter_context(open_engine(path, **options(path))) for path in engines]
+        results = bench_engines(opened, batch_sizes, warmup, iterations, duration, rounds=rounds)
+        baseline_results = [r for r in results if r.engine == str(opened[0].path) and r.backend == opened[0].backend]
+        pipeline = None
+        if video:
+            measured = opened[1] if baseline else opened[0]
+            engine_fps = next(r.throughput for r in results if r.engine == str(measured.path)
+                              and r.backend == measured.backend and r.batch_size == batch_sizes[0])
+            pipeline = bench_pipeline(measured, video, engine_fps)
+    attach_ratios(results, baseline_results)
     files = write_report(results, Path(report_dir), system_info(), pipeline,
                          baseline_name=Path(baseline).name + " (PyTorch eager FP32)" if baseline else Path(results[0].engine).name)
     click.echo((Path(report_dir) / "report.md").read_text().split("![latency]")[0])

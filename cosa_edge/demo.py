@@ -89,7 +89,7 @@ def run_demo(out_dir: Path, data_spec: str = "phantom:60", epochs: int = 8, imag
 def deploy_and_measure(out_dir: Path, checkpoint: Path, device: str) -> list[str]:
     """Export, build the best engine this machine supports, benchmark it against PyTorch, run it on video."""
     from .bench.report import write_report
-    from .bench.runner import attach_ratios, bench_engine, bench_pipeline
+    from .bench.runner import attach_ratios, bench_engines, bench_pipeline
     from .bench.system import system_info
     from .data.phantom import write_sweep_video
     from .engines import open_engine
@@ -105,10 +105,10 @@ def deploy_and_measure(out_dir: Path, checkpoint: Path, device: str) -> list[str
 
     click.echo("[5/6] benchmarking the engine against PyTorch eager")
     video = write_sweep_video(out_dir / "phantom_sweep.mp4", seed=7, frames=120)
-    with open_engine(checkpoint, backend="torch", device="cpu" if device == "auto" else device) as reference:
-        baseline = bench_engine(reference, [1, 4], warmup=3, iterations=20)
-    with open_engine(engine_path) as engine:
-        measured = bench_engine(engine, [1, 4], warmup=3, iterations=20)
+    with open_engine(checkpoint, backend="torch", device="cpu" if device == "auto" else device) as reference, \
+            open_engine(engine_path) as engine:
+        results = bench_engines([reference, engine], [1, 4], warmup=3, iterations=20, rounds=4)
+        baseline, measured = results[:2], results[2:]
         pipeline = bench_pipeline(engine, str(video), measured[0].throughput)
         attach_ratios(measured, baseline)
         write_report(baseline + measured, out_dir / "bench", system_info(), pipeline,

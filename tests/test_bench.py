@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from cosa_edge.bench.report import write_report
-from cosa_edge.bench.runner import attach_ratios, bench_engine
+from cosa_edge.bench.runner import attach_ratios, bench_engine, bench_engines
 from cosa_edge.bench.stats import summarise_latencies
 from cosa_edge.bench.system import system_info
 from cosa_edge.cli import cli
@@ -39,6 +39,38 @@ def test_bench_report_files(tmp_path: Path) -> None:
     assert "| engine | batch | min | mean | median | p90 | p95 | p99 | max | std | images/s | ratio |" in (tmp_path / "report.md").read_text()
     for png in files[2:]:
         assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+class DriftingEngine(FakeEngine):
+    """Its latency grows with every call made to any engine sharing ``load``: a machine getting busier."""
+
+    def __init__(self, name: str, load: list[int], log: list[str]) -> None:
+        super().__init__()
+        self.name, self.load, self.log = name, load, log
+
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        self.load[0] += 1
+        self.log.append(self.name)
+        self.delay = 0.001 * (1 + 0.1 * self.load[0])
+        return super()._infer(batch)
+
+
+def test_interleaved_rounds_cancel_drifting_load() -> None:
+    def ratio(rounds: int) -> tuple[float, list[str]]:
+        load, log = [0], []
+        first, second = DriftingEngine("a", load, log), DriftingEngine("b", load, log)
+        results = bench_engines([first, second], [1], warmup=0, iterations=20, rounds=rounds, settle_s=0.0,
+                                progress=False)
+        assert [r.latency_ms.count for r in results] == [20, 20]
+        return results[1].latency_ms.median / results[0].latency_ms.median, log
+
+    # Two identical engines: timed one after the other, the second looks about twice as slow.
+    blocked, log = ratio(rounds=1)
+    assert log == ["a"] * 20 + ["b"] * 20 and blocked > 1.5
+    # Taking turns in 10 rounds (order rotating each round), both see the same load.
+    interleaved, log = ratio(rounds=10)
+    assert log[:8] == ["a", "a", "b", "b", "b", "b", "a", "a"]
+    assert 0.85 < interleaved < 1.2
 
 
 def test_cli_infer_and_bench(exported_onnx: Path, trained_checkpoint: Path, tmp_path: Path) -> None:

@@ -34,6 +34,20 @@ def test_export_is_valid_onnx_with_the_contract_and_metadata(exported_onnx: Path
     assert meta.training_data == {} or "train_counts" in meta.training_data
 
 
+def test_decoder_resizes_have_constant_scales(exported_onnx: Path) -> None:
+    # A Resize fed by Shape ops keeps ONNX Runtime from running the decoder in its blocked layout
+    # (see model/decoder.py); every decoder resize must carry a constant scale of 2 instead.
+    model = onnx.load(str(exported_onnx))
+    constants = {n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node
+                 if n.op_type == "Constant"}
+    constants |= {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    resizes = [n for n in model.graph.node if n.op_type == "Resize" and "/decoder/" in n.name]
+    assert len(resizes) == 5
+    for node in resizes:
+        assert len(node.input) == 3 and node.input[2] in constants, node.input
+        assert constants[node.input[2]].tolist() == [1.0, 1.0, 2.0, 2.0]
+
+
 def test_parity_with_pytorch_on_phantoms(exported_onnx: Path, trained_checkpoint: Path) -> None:
     samples = make_phantom_dataset(12, seed=21, size=(200, 240))  # not the model's size: the frames are resized
     agreement = check_export_parity(exported_onnx, trained_checkpoint, samples)

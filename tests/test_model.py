@@ -12,6 +12,7 @@ from cosa_edge.errors import CosaEdgeError  # noqa: E402
 from cosa_edge.model import ARCHITECTURES, CLS_LOGITS, SEG_LOGITS, build_model  # noqa: E402
 from cosa_edge.model.attention import SelfAttention2d  # noqa: E402
 from cosa_edge.model.cosa import COSA  # noqa: E402
+from cosa_edge.model.decoder import upsample_bilinear  # noqa: E402
 
 
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
@@ -106,3 +107,10 @@ def test_pretrained_weights_load_and_wrong_keys_are_named(tmp_path: Path) -> Non
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(CosaEdgeError, match="cannot read pretrained weights"):
         build_model(ModelConfig(image_size=64, pretrained=str(garbage)))
+
+
+def test_upsampling_by_scale_equals_upsampling_to_size() -> None:
+    features = torch.randn(2, 5, 7, 9)
+    for size in [(14, 18), (13, 18), (28, 36)]:  # a doubling (written as scale 2) and two that are not
+        expected = torch.nn.functional.interpolate(features, size=size, mode="bilinear", align_corners=False)
+        assert torch.equal(upsample_bilinear(features, size), expected)

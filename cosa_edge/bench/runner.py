@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,46 +40,84 @@ def bench_frames(count: int, size: tuple[int, int] = (480, 640)) -> list[np.ndar
     return [make_phantom(1000 + i, size=size).image for i in range(count)]
 
 
-def bench_engine(engine: Engine, batch_sizes: list[int], warmup: int = 5, iterations: int = 50,
-                 duration: float | None = None, progress: bool = True) -> list[BenchResult]:
-    """Time ``engine`` at each batch size; stages: preprocess, the engine's own stages, postprocess."""
+def _time_one_batch(engine: Engine, raw: list[np.ndarray], samples: dict[str, list[float]]) -> None:
+    """One timed call: resize (preprocess), the engine (with its own stages), post-process."""
+    t0 = time.perf_counter()
+    batch = np.stack([resize_grey(f, engine.input_size) for f in raw]).astype(np.float32)[:, None]
+    t1 = time.perf_counter()
+    outputs = engine.infer(batch)
+    t2 = time.perf_counter()
+    for i, frame in enumerate(raw):
+        summarise(i, 0.0, outputs[LESION_OUTPUT][i, 0] if LESION_OUTPUT in outputs else None,
+                  outputs[CLASS_OUTPUT][i] if CLASS_OUTPUT in outputs else None, frame_roi(frame.shape, None), 0.0)
+    t3 = time.perf_counter()
+    samples.setdefault("total", []).append((t2 - t1) * 1e3)
+    samples.setdefault("preprocess", []).append((t1 - t0) * 1e3)
+    for key, value in engine.last_times.stages.items():
+        samples.setdefault(key, []).append(value)
+    samples.setdefault("postprocess", []).append((t3 - t2) * 1e3)
+
+
+def _round_quota(total: int, rounds: int, index: int) -> int:
+    """Iterations in round ``index`` when ``total`` are spread over ``rounds`` (the first rounds take the rest)."""
+    return total // rounds + (1 if index < total % rounds else 0)
+
+
+def bench_engines(engines: Sequence[Engine], batch_sizes: list[int], warmup: int = 5, iterations: int = 50,
+                  duration: float | None = None, rounds: int = 5, settle_s: float = 0.05,
+                  progress: bool = True) -> list[BenchResult]:
+    """Time several engines side by side, interleaved in rounds, at each batch size.
+
+    A shared machine's load drifts over seconds. Timing engine A for 50 iterations and then engine B
+    for 50 lets that drift land on one of them and bend their ratio, so each engine's iterations are
+    spread over ``rounds`` rounds and the engines take turns inside every round (the order rotates,
+    so no engine always follows the same one). Before each turn the process idles ``settle_s``: the
+    runtime that just ran keeps its worker threads spinning for a moment, and those would otherwise
+    compete with the next engine for the same cores. ``duration`` (seconds per engine and batch size)
+    replaces ``iterations``. Results come back engine by engine, batch sizes ascending.
+    """
+    if not engines:
+        raise ValueError("no engines to measure")
     frames = bench_frames(max(batch_sizes))
-    size = engine.input_size
-    results = []
+    by_engine: list[list[BenchResult]] = [[] for _ in engines]
     for batch_size in batch_sizes:
         raw = frames[:batch_size]
-        engine.warmup(warmup, batch_size)
-        totals, stages = [], {"preprocess": [], "postprocess": []}
-        engine_stages: dict[str, list[float]] = {}
-        deadline = time.perf_counter() + duration if duration else None
-        bar = tqdm(total=None if deadline else iterations, desc=f"{engine.path.name} batch {batch_size}", unit="it",
-                   leave=False, disable=not progress)
-        while (deadline and time.perf_counter() < deadline) or (not deadline and len(totals) < iterations):
-            t0 = time.perf_counter()
-            batch = np.stack([resize_grey(f, size) for f in raw]).astype(np.float32)[:, None]
-            t1 = time.perf_counter()
-            outputs = engine.infer(batch)
-            t2 = time.perf_counter()
-            for i, frame in enumerate(raw):
-                region = frame_roi(frame.shape, None)
-                summarise(i, 0.0, outputs[LESION_OUTPUT][i, 0] if LESION_OUTPUT in outputs else None,
-                          outputs[CLASS_OUTPUT][i] if CLASS_OUTPUT in outputs else None, region, 0.0)
-            t3 = time.perf_counter()
-            totals.append((t2 - t1) * 1e3)
-            stages["preprocess"].append((t1 - t0) * 1e3)
-            stages["postprocess"].append((t3 - t2) * 1e3)
-            for key, value in engine.last_times.stages.items():
-                engine_stages.setdefault(key, []).append(value)
-            bar.update(1)
+        for engine in engines:
+            engine.warmup(warmup, batch_size)
+        samples: list[dict[str, list[float]]] = [{} for _ in engines]
+        turns = rounds if duration else max(1, min(rounds, iterations))
+        bar = tqdm(total=None if duration else iterations * len(engines), unit="it", leave=False,
+                   desc=f"batch {batch_size}: " + " vs ".join(e.path.name for e in engines), disable=not progress)
+        for round_index in range(turns):
+            order = [(round_index + k) % len(engines) for k in range(len(engines))]
+            for position in order:
+                time.sleep(settle_s)
+                engine, engine_samples = engines[position], samples[position]
+                if duration:
+                    deadline = time.perf_counter() + duration / turns
+                    while time.perf_counter() < deadline or not engine_samples:
+                        _time_one_batch(engine, raw, engine_samples)
+                        bar.update(1)
+                else:
+                    for _ in range(_round_quota(iterations, turns, round_index)):
+                        _time_one_batch(engine, raw, engine_samples)
+                        bar.update(1)
         bar.close()
-        summary = summarise_latencies(totals)
-        stage_summaries = {"preprocess": summarise_latencies(stages["preprocess"]),
-                           **{k: summarise_latencies(v) for k, v in engine_stages.items()},
-                           "postprocess": summarise_latencies(stages["postprocess"])}
-        results.append(BenchResult(engine=str(engine.path), backend=engine.backend, precision=engine.metadata.precision,
-                                   batch_size=batch_size, latency_ms=summary,
-                                   throughput=batch_size * 1000.0 / summary.mean, stages_ms=stage_summaries))
-    return results
+        for position, engine in enumerate(engines):
+            times = samples[position]
+            summary = summarise_latencies(times.pop("total"))
+            by_engine[position].append(BenchResult(
+                engine=str(engine.path), backend=engine.backend, precision=engine.metadata.precision,
+                batch_size=batch_size, latency_ms=summary, throughput=batch_size * 1000.0 / summary.mean,
+                stages_ms={k: summarise_latencies(v) for k, v in times.items()}))
+    return [result for results in by_engine for result in results]
+
+
+def bench_engine(engine: Engine, batch_sizes: list[int], warmup: int = 5, iterations: int = 50,
+                 duration: float | None = None, progress: bool = True) -> list[BenchResult]:
+    """Time one engine alone at each batch size; stages: preprocess, the engine's own stages, postprocess."""
+    return bench_engines([engine], batch_sizes, warmup, iterations, duration, rounds=1, settle_s=0.0,
+                         progress=progress)
 
 
 def attach_ratios(results: list[BenchResult], baseline: list[BenchResult]) -> None:

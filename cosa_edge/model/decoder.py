@@ -7,6 +7,21 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def upsample_bilinear(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bilinear resize to ``size``; an exact doubling is written as a scale factor of 2.
+
+    Both forms compute the same values (PyTorch maps coordinates with the scale in/out = 1/2 either
+    way). The difference is in the exported graph: ``size=`` taken from another tensor's shape becomes
+    a Shape -> Gather -> Concat chain feeding Resize, which ONNX Runtime cannot move into its blocked
+    NCHWc layout, so every decoder stage paid for layout reorders around the Resize and the Concat.
+    A constant scale keeps the whole decoder in that layout and gives TensorRT static shapes.
+    """
+    height, width = (int(v) for v in x.shape[-2:])
+    if (int(size[0]), int(size[1])) == (2 * height, 2 * width):
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
                          nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
@@ -21,7 +36,7 @@ class UpBlock(nn.Module):
                                    conv_bn_relu(out_channels, out_channels))
 
     def forward(self, deeper: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        deeper = F.interpolate(deeper, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        deeper = upsample_bilinear(deeper, skip.shape[-2:])
         return self.convs(torch.cat([deeper, skip], dim=1))
 
 
@@ -40,4 +55,4 @@ class UDecoder(nn.Module):
         x = c5
         for block, skip in zip(self.blocks, features[3::-1]):
             x = block(x, skip)
-        return F.interpolate(self.head(x), size=output_size, mode="bilinear", align_corners=False)
+        return upsample_bilinear(self.head(x), output_size)
