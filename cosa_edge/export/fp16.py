@@ -31,6 +31,30 @@ def fp32_node_names(model) -> list[str]:  # noqa: ANN001
             if (node.name.startswith(REGION_SCOPE) and "/attention" not in node.name) or node.domain == "cosa_edge"]
 
 
+def _restore_fp32_resize_scales(model) -> None:  # noqa: ANN001
+    """Give Resize back its FP32 ``scales``: ONNX types that input as float whatever the data's type.
+
+    The converter turns every float constant into FP16, the decoder's constant scale factors (2.0,
+    exact in either type) included, which leaves an invalid graph. Resize itself runs in FP16.
+    """
+    onnx = require("onnx")
+    numpy_helper = onnx.numpy_helper
+    scale_names = {node.input[2] for node in model.graph.node if node.op_type == "Resize" and len(node.input) > 2
+                   and node.input[2]}
+    half = onnx.TensorProto.FLOAT16
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] in scale_names and node.attribute[0].t.data_type == half:
+            value = numpy_helper.to_array(node.attribute[0].t).astype("float32")
+            node.attribute[0].t.CopyFrom(numpy_helper.from_array(value, node.output[0]))
+    for index, tensor in enumerate(model.graph.initializer):
+        if tensor.name in scale_names and tensor.data_type == half:
+            model.graph.initializer[index].CopyFrom(
+                numpy_helper.from_array(numpy_helper.to_array(tensor).astype("float32"), tensor.name))
+    for info in model.graph.value_info:
+        if info.name in scale_names:
+            info.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+
+
 def convert_to_fp16(source: Path, destination: Path) -> ModelMetadata:
     """Write an FP16 copy of ``source`` with FP32 inputs and outputs (the engine contract is unchanged)."""
     onnx = require("onnx")
@@ -41,6 +65,7 @@ def convert_to_fp16(source: Path, destination: Path) -> ModelMetadata:
         warnings.simplefilter("ignore")  # one warning per tiny weight truncated to FP16's range
         converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(FP32_OPS),
                                                      node_block_list=fp32_node_names(model))
+    _restore_fp32_resize_scales(converted)
     metadata = metadata.with_changes(precision="fp16")
     del converted.metadata_props[:]
     for key, value in metadata.to_props().items():
