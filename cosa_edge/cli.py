@@ -354,9 +354,11 @@ def bench(engines: tuple[str, ...], baseline: str | None, report_dir: str, batch
             measured = opened[1] if baseline else opened[0]
             engine_fps = next(r.throughput for r in results if r.engine == str(measured.path)
                               and r.backend == measured.backend and r.batch_size == batch_sizes[0])
-            pipeline = bench_pipeline(measured, video, engine_fps)
+            pipeline = bench_pipeline(measured, video, engine_fps, batch_size=batch_sizes[0])
     attach_ratios(results, baseline_results)
-    files = write_report(results, Path(report_dir), system_info(), pipeline,
+    method = {"warmup": warmup, "iterations": None if duration else iterations, "duration": duration,
+              "rounds": rounds if len(opened) > 1 else 1, "batch_sizes": batch_sizes, "threads": threads}
+    files = write_report(results, Path(report_dir), system_info(), pipeline, method=method,
                          baseline_name=Path(baseline).name + " (PyTorch eager FP32)" if baseline else Path(results[0].engine).name)
     click.echo((Path(report_dir) / "report.md").read_text().split("![latency]")[0])
     click.echo("wrote " + ", ".join(str(f) for f in files))

@@ -107,12 +107,14 @@ def deploy_and_measure(out_dir: Path, checkpoint: Path, device: str) -> list[str
     video = write_sweep_video(out_dir / "phantom_sweep.mp4", seed=7, frames=120)
     with open_engine(checkpoint, backend="torch", device="cpu" if device == "auto" else device) as reference, \
             open_engine(engine_path) as engine:
-        results = bench_engines([reference, engine], [1, 4], warmup=3, iterations=20, rounds=4)
+        method = {"warmup": 3, "iterations": 20, "rounds": 4, "batch_sizes": [1, 4]}
+        results = bench_engines([reference, engine], method["batch_sizes"], warmup=method["warmup"],
+                                iterations=method["iterations"], rounds=method["rounds"])
         baseline, measured = results[:2], results[2:]
         pipeline = bench_pipeline(engine, str(video), measured[0].throughput)
         attach_ratios(measured, baseline)
-        write_report(baseline + measured, out_dir / "bench", system_info(), pipeline,
-                     baseline_name="PyTorch eager FP32")
+        write_report(baseline + measured, out_dir / "bench", system_info(), pipeline, baseline_name="PyTorch eager FP32",
+                     method=method)
         click.echo("[6/6] streaming inference on the phantom sweep video")
         stats = infer_source(str(video), engine, out_dir / "annotated.mp4", out_dir / "results.jsonl", smoothing=0.5)
     ratio = measured[0].ratio_to_baseline

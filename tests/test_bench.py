@@ -32,8 +32,12 @@ def test_bench_report_files(tmp_path: Path) -> None:
     attach_ratios(measured, baseline)
     assert all(r.ratio_to_baseline is not None and r.ratio_to_baseline < 1 for r in measured)
     assert {"preprocess", "compute", "postprocess"} <= set(measured[0].stages_ms)
-    files = write_report(baseline + measured, tmp_path, system_info(), baseline_name="slow")
+    method = {"warmup": 1, "iterations": 5, "duration": None, "rounds": 3, "batch_sizes": [1, 2]}
+    files = write_report(baseline + measured, tmp_path, system_info(), baseline_name="slow", method=method)
     report = json.loads((tmp_path / "report.json").read_text())
+    assert report["method"] == method
+    assert "method: 1 warm-up runs, then 5 timed runs per engine and batch size, the engines taking turns in 3 rounds" \
+        in (tmp_path / "report.md").read_text()
     assert report["system"]["cpu_cores"] and "numpy" in report["system"]["libraries"]
     assert len(report["results"]) == 4 and report["results"][0]["latency_ms"]["p99"] >= report["results"][0]["latency_ms"]["median"]
     assert "| engine | batch | min | mean | median | p90 | p95 | p99 | max | std | images/s | ratio |" in (tmp_path / "report.md").read_text()
@@ -90,6 +94,7 @@ def test_cli_infer_and_bench(exported_onnx: Path, trained_checkpoint: Path, tmp_
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert {r["backend"] for r in report["results"]} == {"torch", "onnxruntime"}
     assert report["pipeline"]["frames"] == 12 and report["pipeline"]["fps"] > 0
+    assert report["method"]["rounds"] == 5 and report["method"]["iterations"] == 3
     onnx_rows = [r for r in report["results"] if r["backend"] == "onnxruntime"]
     assert all(r["ratio_to_baseline"] > 0 for r in onnx_rows)
 

@@ -15,14 +15,21 @@ def _label(result: BenchResult) -> str:
     return f"{Path(result.engine).name} ({result.backend}, {result.precision})"
 
 
+def method_text(method: dict[str, Any]) -> str:
+    """One sentence on how the numbers were taken, from the options ``cosa-edge bench`` ran with."""
+    timed = f"{method['duration']:g} s" if method.get("duration") else f"{method['iterations']} timed runs"
+    turns = f", the engines taking turns in {method['rounds']} rounds" if method.get("rounds", 1) > 1 else ""
+    return f"method: {method['warmup']} warm-up runs, then {timed} per engine and batch size{turns}"
+
+
 def markdown_report(results: list[BenchResult], system: dict[str, Any], pipeline: dict[str, Any] | None,
-                    baseline_name: str | None) -> str:
+                    baseline_name: str | None, method: dict[str, Any] | None = None) -> str:
     lines = ["# cosa-edge latency report", "",
              f"CPU: {system['cpu']} ({system['cpu_cores']} cores); GPU: {', '.join(system['gpus']) or 'none'}; "
              f"Python {system['python']}; " + ", ".join(f"{k} {v}" for k, v in system["libraries"].items()), ""]
     ratio_note = f"ratio: median latency over {baseline_name}'s at the same batch size (below 1 is faster)" \
         if baseline_name else "ratio: no baseline given"
-    lines += ["## Engine latency (ms per batch)", "", ratio_note, "",
+    lines += ["## Engine latency (ms per batch)", "", ratio_note, *(["", method_text(method)] if method else []), "",
               "| engine | batch | min | mean | median | p90 | p95 | p99 | max | std | images/s | ratio |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -38,7 +45,7 @@ def markdown_report(results: list[BenchResult], system: dict[str, Any], pipeline
     if pipeline:
         lines += ["", "## Streaming pipeline", "",
                   f"Video {pipeline['video']}: {pipeline['frames']} frames, end to end {pipeline['fps']:.1f} frames/s "
-                  f"against {pipeline['engine_only_fps']:.1f} frames/s for the engine alone at batch 1 "
+                  f"against {pipeline['engine_only_fps']:.1f} frames/s for the engine alone at batch {pipeline.get('batch_size', 1)} "
                   f"(ratio {pipeline['fps'] / pipeline['engine_only_fps']:.2f}).", "",
                   "| capture-to-result latency | min | median | p90 | p95 | p99 | max |", "|---|---|---|---|---|---|---|"]
         s = pipeline["latency_ms"]
@@ -86,11 +93,12 @@ def _plot(results: list[BenchResult], path: Path, kind: str) -> None:
 
 
 def write_report(results: list[BenchResult], out_dir: Path, system: dict[str, Any], pipeline: dict[str, Any] | None = None,
-                 baseline_name: str | None = None) -> list[Path]:
+                 baseline_name: str | None = None, method: dict[str, Any] | None = None) -> list[Path]:
+    """report.json, report.md and two plots in ``out_dir``; ``method`` holds the options the numbers came from."""
     out_dir = Path(out_dir)
-    atomic_write_json(out_dir / "report.json", {"system": system, "baseline": baseline_name,
+    atomic_write_json(out_dir / "report.json", {"system": system, "method": method, "baseline": baseline_name,
                                                 "results": [r.to_dict() for r in results], "pipeline": pipeline})
-    atomic_write_text(out_dir / "report.md", markdown_report(results, system, pipeline, baseline_name))
+    atomic_write_text(out_dir / "report.md", markdown_report(results, system, pipeline, baseline_name, method))
     _plot(results, out_dir / "latency.png", "latency")
     _plot(results, out_dir / "throughput.png", "throughput")
     return [out_dir / n for n in ("report.json", "report.md", "latency.png", "throughput.png")]

@@ -138,6 +138,7 @@ def bench_pipeline(engine: Engine, video: str, engine_only_fps: float, batch_siz
     with tempfile.TemporaryDirectory() as tmp:
         stats = infer_source(video, engine, Path(tmp) / "bench.mp4", Path(tmp) / "bench.jsonl",
                              batch_size=batch_size, progress=False)
-    return {"video": video, "frames": stats.frames_processed, "fps": stats.fps, "engine_only_fps": engine_only_fps,
+    return {"video": video, "frames": stats.frames_processed, "batch_size": batch_size, "fps": stats.fps,
+            "engine_only_fps": engine_only_fps,
             "latency_ms": summarise_latencies(stats.latencies_ms).to_dict(),
             "stage_median_ms": {k: float(np.median(v)) for k, v in stats.stage_ms.items() if v}}
