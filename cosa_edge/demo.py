@@ -83,14 +83,15 @@ def run_demo(out_dir: Path, data_spec: str = "phantom:60", epochs: int = 8, imag
     lines.append("![overlays](overlays.png)  \nGreen: ground truth. Red: prediction.\n")
     if (out_dir / "roc.png").exists():
         lines.append("![ROC](roc.png)\n")
-    lines += deploy_and_measure(out_dir, run_dir / "best.pt", device)
+    lines += deploy_and_measure(out_dir, run_dir / "best.pt", device, val_samples)
     report = out_dir / "report.md"
     atomic_write_text(report, "\n".join(lines))
     return report
 
 
-def deploy_and_measure(out_dir: Path, checkpoint: Path, device: str) -> list[str]:
-    """Export, build the best engine this machine supports, benchmark it against PyTorch, run it on video."""
+def deploy_and_measure(out_dir: Path, checkpoint: Path, device: str, parity_samples: list[Sample]) -> list[str]:
+    """Export (checked against PyTorch on ``parity_samples``), build the best engine this machine supports,
+    benchmark it against PyTorch, run it on video."""
     from .bench.report import write_report
     from .bench.runner import attach_ratios, bench_engines, bench_pipeline
     from .bench.system import system_info
@@ -98,10 +99,12 @@ def deploy_and_measure(out_dir: Path, checkpoint: Path, device: str) -> list[str
     from .engines import open_engine
     from .engines.build import build_engine, default_target
     from .export.onnx_export import export_onnx
+    from .export.parity import check_export_parity
     from .stream.run import infer_source
 
-    click.echo("[4/6] exporting to ONNX and building the engine")
+    click.echo("[4/6] exporting to ONNX, checking it against PyTorch, and building the engine")
     onnx_path = export_onnx(checkpoint, out_dir / "model.onnx").path
+    parity = check_export_parity(onnx_path, checkpoint, parity_samples)
     target = default_target()
     engine_path = out_dir / ("model.engine" if target == "tensorrt" else "model.ort.onnx")
     build = build_engine(onnx_path, engine_path, target=target, precision="fp16" if target == "tensorrt" else "fp32")
@@ -123,7 +126,9 @@ def deploy_and_measure(out_dir: Path, checkpoint: Path, device: str) -> list[str
     ratio = measured[0].ratio_to_baseline
     return [
         "## Deployment\n",
-        f"Engine: `{engine_path.name}` ({build.target}, {build.precision}), exported from `best.pt` with a parity-checked ONNX.\n",
+        f"Engine: `{engine_path.name}` ({build.target}, {build.precision}), built from `model.onnx`, the export of "
+        f"`best.pt`. ONNX Runtime against PyTorch on the {parity.images} held-out images: max probability "
+        f"difference {parity.max_probability_difference:.1e}, same class on {parity.same_class:.0%}.\n",
         f"Batch 1 median latency: {measured[0].latency_ms.median:.1f} ms against PyTorch eager "
         f"{baseline[0].latency_ms.median:.1f} ms (ratio {ratio:.2f}). Full report: [bench/report.md](bench/report.md).\n",
         f"Streaming: {stats.frames_processed} frames of `phantom_sweep.mp4` at {stats.fps:.1f} frames/s end to end "

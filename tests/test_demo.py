@@ -20,6 +20,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     text = report.read_text()
     assert "MTL-COSA" in text
     assert "## Deployment" in text and "ratio" in text
+    assert "ONNX Runtime against PyTorch on the 4 held-out images" in text  # the export parity check ran
     for name in ("model.onnx", "model.ort.onnx", "annotated.mp4", "results.jsonl", "bench/report.json", "overlays.png"):
         assert (tmp_path / "demo" / name).is_file(), name
     records = (tmp_path / "demo" / "results.jsonl").read_text().splitlines()
