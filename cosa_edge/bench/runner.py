@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..data import resize_grey
 from ..data.phantom import make_phantom
-from ..engines.base import Engine
+from ..engines.base import Engine, stack_frames
 from ..engines.metadata import CLASS_OUTPUT, LESION_OUTPUT
 from ..stream.postprocess import frame_roi, summarise
 from .stats import LatencySummary, summarise_latencies
@@ -43,7 +43,7 @@ def bench_frames(count: int, size: tuple[int, int] = (480, 640)) -> list[np.ndar
 def _time_one_batch(engine: Engine, raw: list[np.ndarray], samples: dict[str, list[float]]) -> None:
     """One timed call: resize (preprocess), the engine (with its own stages), post-process."""
     t0 = time.perf_counter()
-    batch = np.stack([resize_grey(f, engine.input_size) for f in raw]).astype(np.float32)[:, None]
+    batch = stack_frames([resize_grey(f, engine.input_size) for f in raw])
     t1 = time.perf_counter()
     outputs = engine.infer(batch)
     t2 = time.perf_counter()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Sample, resize_grey
-from ..engines.base import Engine
+from ..engines.base import Engine, stack_frames
 from ..engines.metadata import CLASS_OUTPUT, LESION_OUTPUT
 from ..errors import CosaEdgeError
 
@@ -30,7 +30,7 @@ class Agreement:
 
 
 def frames_of(samples: list[Sample], size: int) -> np.ndarray:
-    return np.stack([resize_grey(s.image, size) for s in samples]).astype(np.float32)[:, None]
+    return stack_frames([resize_grey(s.image, size) for s in samples])
 
 
 def compare_engines(reference: Engine, candidate: Engine, frames: np.ndarray, batch_size: int = 8) -> Agreement:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..data import resize_grey
-from ..engines.base import Engine
+from ..engines.base import Engine, stack_frames
 from ..engines.metadata import CLASS_OUTPUT, LESION_OUTPUT
 from .overlay import draw_overlay
 from .postprocess import FrameResult, ProbabilitySmoother, Roi, frame_roi, summarise
@@ -148,7 +148,7 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
                     break
                 batch.append(nxt)
             t0 = time.perf_counter()
-            outputs = engine.infer(np.stack([g for _, _, g in batch]).astype(np.float32)[:, None])
+            outputs = engine.infer(stack_frames([g for _, _, g in batch]))
             stats.stage_ms["inference"].append((time.perf_counter() - t0) * 1e3 / len(batch))
             for i, (frame, region, _) in enumerate(batch):
                 lesion = outputs[LESION_OUTPUT][i, 0] if LESION_OUTPUT in outputs else None
