@@ -27,6 +27,7 @@ def test_kernel_compiles_to_ptx_with_both_entry_points(arch: str) -> None:
 def test_launch_geometry_is_one_block_per_cell_and_checks_shapes() -> None:
     geometry = launch_geometry((4, 2, 256, 256), (8, 8))
     assert geometry.grid == (8, 8, 4) and geometry.cells == (8, 8)
+    assert launch_geometry((1, 2, 256, 128), (8, 4)).scalar_args() == (256, 128, 8, 4)  # the kernel's H, W, h, w
     with pytest.raises(CosaEdgeError, match=r"\(N, 2, H, W\)"):
         launch_geometry((4, 3, 256, 256), (8, 8))
     with pytest.raises(CosaEdgeError, match="does not tile"):

@@ -51,6 +51,12 @@ class LaunchGeometry:
     shape: tuple[int, int, int, int]  # the scores' (N, 2, H, W)
     cells: tuple[int, int]  # the output grid (h, w)
 
+    def scalar_args(self) -> tuple[np.int32, np.int32, np.int32, np.int32]:
+        """The kernel's int parameters, between its scores and its output: H, W, h, w."""
+        _, _, height, width = self.shape
+        h, w = self.cells
+        return np.int32(height), np.int32(width), np.int32(h), np.int32(w)
+
 
 def launch_geometry(scores_shape: tuple[int, ...], cells: tuple[int, int]) -> LaunchGeometry:
     """Check the shapes the kernel supports and compute its launch grid (one block per output cell)."""
@@ -101,11 +107,8 @@ class _PycudaBinding:
     def run(self, kernel: str, scores: np.ndarray, geometry: LaunchGeometry) -> np.ndarray:
         driver = self._driver
         function = self._functions.setdefault(kernel, self._module.get_function(kernel))
-        n, _, height, width = geometry.shape
-        h, w = geometry.cells
-        out = np.empty((n, 3, h, w), np.float32)
-        function(driver.In(scores), np.int32(height), np.int32(width), np.int32(h), np.int32(w), driver.Out(out),
-                 block=geometry.block, grid=geometry.grid)
+        out = np.empty((geometry.shape[0], 3, *geometry.cells), np.float32)
+        function(driver.In(scores), *geometry.scalar_args(), driver.Out(out), block=geometry.block, grid=geometry.grid)
         return out
 
     def synchronize(self) -> None:
@@ -123,12 +126,9 @@ class _CupyBinding:
 
     def run(self, kernel: str, scores: np.ndarray, geometry: LaunchGeometry) -> np.ndarray:
         cupy = self._cupy
-        n, _, height, width = geometry.shape
-        h, w = geometry.cells
         device_scores = cupy.asarray(scores)
-        out = cupy.empty((n, 3, h, w), dtype=cupy.float32)
-        self._module.get_function(kernel)(geometry.grid, geometry.block,
-                                          (device_scores, np.int32(height), np.int32(width), np.int32(h), np.int32(w), out))
+        out = cupy.empty((geometry.shape[0], 3, *geometry.cells), dtype=cupy.float32)
+        self._module.get_function(kernel)(geometry.grid, geometry.block, (device_scores, *geometry.scalar_args(), out))
         return cupy.asnumpy(out)
 
     def synchronize(self) -> None:
@@ -208,9 +208,7 @@ def launch_on_device(scores: Any, out: Any, cells: tuple[int, int], stream_handl
     kernel = KERNEL_NAMES[np.dtype(device_scores.dtype)]
     module = _cupy_module(cupy)
     with cupy.cuda.ExternalStream(stream_handle):
-        module.get_function(kernel)(geometry.grid, geometry.block,
-                                    (device_scores, np.int32(geometry.shape[2]), np.int32(geometry.shape[3]),
-                                     np.int32(cells[0]), np.int32(cells[1]), device_out))
+        module.get_function(kernel)(geometry.grid, geometry.block, (device_scores, *geometry.scalar_args(), device_out))
 
 
 _CUPY_MODULE: Any = None
