@@ -145,6 +145,11 @@ def evaluate(checkpoint: str, data_spec: str, split: str, out_dir: str | None, d
         click.echo(f"wrote {out_dir}/metrics.json and tables.md")
 
 
+def _runtime_options(runtime: str, threads: int | None) -> dict[str, Any]:
+    """--threads reaches the CPU runtimes (ONNX Runtime, PyTorch); a TensorRT engine has no thread setting."""
+    return {"threads": threads} if threads and runtime != "tensorrt" else {}
+
+
 def _rounded(obj: Any) -> Any:
     if isinstance(obj, float):
         return round(obj, 4)
@@ -242,13 +247,6 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     from .export.parity import check_fp16_fidelity
 
     target = target or default_target()
-    if target == "tensorrt":
-        import importlib.util
-
-        missing = [m for m in ("tensorrt", "pycuda") if importlib.util.find_spec(m) is None]
-        if missing:
-            raise CosaEdgeError(f"TensorRT engines need {' and '.join(missing)}, which this machine lacks; on an NVIDIA "
-                                "GPU machine: pip install 'cosa-edge[tensorrt]' (or use --target onnxruntime)")
     precision = precision or ("fp16" if target == "tensorrt" else "fp32")
     result = build_engine(Path(onnx_model), Path(output), target=target, precision=precision,
                           batch=BatchRange.parse(batch), workspace_gib=workspace,
@@ -283,16 +281,13 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
 def infer(source: str, engine_path: str, backend: str | None, out: str | None, results: str | None, roi: str | None,
           batch_size: int, realtime: bool, smooth: float, threads: int | None) -> None:
     """Run an engine over ultrasound video or images; write an annotated video and per-frame JSONL."""
-    from .engines import open_engine
+    from .engines import backend_for, open_engine
     from .stream.run import infer_source, parse_roi
 
     if out is None and results is None:
         raise CosaEdgeError("nothing to write: give --out (annotated video) and/or --results (JSONL)")
-    from .engines import backend_for
-
     runtime = backend or backend_for(Path(engine_path))
-    options = {"threads": threads} if threads and runtime != "tensorrt" else {}
-    with open_engine(engine_path, backend=runtime, **options) as engine:
+    with open_engine(engine_path, backend=runtime, **_runtime_options(runtime, threads)) as engine:
         stats = infer_source(source, engine, Path(out) if out else None, Path(results) if results else None,
                              batch_size=batch_size, roi=parse_roi(roi), realtime=realtime, smoothing=smooth)
     if stats.stopped_early:
@@ -330,7 +325,7 @@ def bench(engines: tuple[str, ...], baseline: str | None, report_dir: str, batch
     from .bench.report import write_report
     from .bench.runner import attach_ratios, bench_engines, bench_pipeline
     from .bench.system import system_info
-    from .engines import open_engine
+    from .engines import backend_for, open_engine
 
     try:
         batch_sizes = sorted({int(b) for b in batches.split(",")})
@@ -339,14 +334,11 @@ def bench(engines: tuple[str, ...], baseline: str | None, report_dir: str, batch
     if min(batch_sizes) < 1:
         raise CosaEdgeError("batch sizes must be at least 1")
 
-    def options(path: str) -> dict:
-        from .engines import backend_for
-
-        return {"threads": threads} if threads and backend_for(Path(path)) != "tensorrt" else {}
-
     with ExitStack() as stack:
-        opened = [stack.enter_context(open_engine(baseline, backend="torch", **options(baseline)))] if baseline else []
-        opened += [stack.enter_context(open_engine(path, **options(path))) for path in engines]
+        opened = [stack.enter_context(open_engine(baseline, backend="torch", **_runtime_options("torch", threads)))
+                  ] if baseline else []
+        opened += [stack.enter_context(open_engine(path, **_runtime_options(backend_for(Path(path)), threads)))
+                   for path in engines]
         results = bench_engines(opened, batch_sizes, warmup, iterations, duration, rounds=rounds)
         baseline_results = [r for r in results if r.engine == str(opened[0].path) and r.backend == opened[0].backend]
         pipeline = None

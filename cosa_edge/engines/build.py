@@ -49,10 +49,14 @@ class BatchRange:
         return cls(*values)
 
 
+def missing_tensorrt_modules() -> list[str]:
+    """Which of the modules a TensorRT build needs (tensorrt, and pycuda for its CUDA calls) are not installed."""
+    return [name for name in ("tensorrt", "pycuda") if importlib.util.find_spec(name) is None]
+
+
 def default_target() -> str:
     """TensorRT where it and pycuda are installed, ONNX Runtime everywhere else."""
-    has_trt = importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
-    return "tensorrt" if has_trt else "onnxruntime"
+    return "onnxruntime" if missing_tensorrt_modules() else "tensorrt"
 
 
 def read_onnx_metadata(path: Path) -> ModelMetadata:
@@ -80,6 +84,9 @@ def build_engine(onnx_path: Path, output: Path, target: str | None = None, preci
     target = target or default_target()
     if target not in TARGETS:
         raise CosaEdgeError(f"unknown target {target!r}; choose {' or '.join(TARGETS)}")
+    if target == "tensorrt" and (missing := missing_tensorrt_modules()):
+        raise CosaEdgeError(f"TensorRT engines need {' and '.join(missing)}, which this machine lacks; on an NVIDIA "
+                            "GPU machine: pip install 'cosa-edge[tensorrt]' (or use --target onnxruntime)")
     if precision not in ("fp16", "fp32"):
         raise CosaEdgeError(f"--precision must be fp16 or fp32, not {precision!r}")
     metadata = read_onnx_metadata(Path(onnx_path))
