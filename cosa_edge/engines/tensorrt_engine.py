@@ -78,8 +78,8 @@ class TensorRTEngine(Engine):
         self.output_names = [n for n in self.names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if self.input_names != [INPUT_NAME]:
             raise CosaEdgeError(f"{path} has inputs {self.input_names}; a cosa-edge engine has the one input '{INPUT_NAME}'")
-        self.max_batch = int(engine.get_tensor_profile_shape(INPUT_NAME, 0)[2][0])
-        self.min_batch = int(engine.get_tensor_profile_shape(INPUT_NAME, 0)[0][0])
+        smallest, _, largest = engine.get_tensor_profile_shape(INPUT_NAME, 0)  # (min, opt, max) shapes
+        self.min_batch, self.max_batch = int(smallest[0]), int(largest[0])
         # Buffers for the largest batch of the profile, allocated once: no allocation on the hot path.
         self.host: dict[str, np.ndarray] = {}
         self.device_buffers: dict[str, Any] = {}
