@@ -132,16 +132,34 @@ def tensorrt_major(trt) -> int:  # noqa: ANN001
     return int(trt.__version__.split(".")[0])
 
 
+def _is_float(trt, tensor) -> bool:  # noqa: ANN001
+    return tensor is not None and tensor.dtype in (trt.float32, trt.float16, trt.bfloat16)
+
+
 def pin_fp32_layers(network, trt, fp32_names: set[str]) -> int:  # noqa: ANN001
-    """TensorRT 10 with the FP16 flag: keep softmax and region-map layers in FP32. Returns how many."""
+    """TensorRT 10 with the FP16 flag: keep softmax and region-map layers in FP32. Returns how many.
+
+    Only floating-point tensors can be pinned. The region-map subgraph also holds comparisons
+    (Greater: BOOL out), logic (Or, Not: BOOL in and out) and casts from BOOL; under
+    OBEY_PRECISION_CONSTRAINTS, asking such a layer to compute in FP32 or to emit FP32 names a type
+    it cannot have and fails the build. So ``precision`` (the type a layer computes in, its inputs
+    reformatted to it) is set only where every input is floating point, and an output type only on
+    floating-point outputs; a layer counts as pinned where either was set.
+    """
     pinned = 0
     for index in range(network.num_layers):
         layer = network.get_layer(index)
-        if layer.type == trt.LayerType.SOFTMAX or layer.name in fp32_names or layer.type == trt.LayerType.PLUGIN_V3:
+        if not (layer.type == trt.LayerType.SOFTMAX or layer.name in fp32_names or layer.type == trt.LayerType.PLUGIN_V3):
+            continue
+        inputs = [layer.get_input(i) for i in range(layer.num_inputs)]
+        float_outputs = [i for i in range(layer.num_outputs) if _is_float(trt, layer.get_output(i))]
+        present = [t for t in inputs if t is not None]
+        computes_in_float = bool(present) and all(_is_float(trt, t) for t in present)
+        if computes_in_float:
             layer.precision = trt.float32
-            for out in range(layer.num_outputs):
-                layer.set_output_type(out, trt.float32)
-            pinned += 1
+        for out in float_outputs:
+            layer.set_output_type(out, trt.float32)
+        pinned += int(computes_in_float or bool(float_outputs))
     return pinned
 
 

@@ -39,9 +39,11 @@ __device__ void region_masks(const T* __restrict__ scores, int H, int W, int h, 
     const int y0 = cell_y * tile_h, x0 = cell_x * tile_w;
     const T* background_score = scores + (size_t)n * 2 * H * W;
     const T* lesion_score = background_score + (size_t)H * W;
-    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
-    const int threads = blockDim.x * blockDim.y;
-    if (tid < 3) counts[tid] = 0;
+    // All three block dimensions count, so that no block shape runs a pixel twice.
+    const int tid = (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
+    const int threads = blockDim.x * blockDim.y * blockDim.z;
+    // Strided, so that any block shape (even a single thread) zeroes all three counters.
+    for (int r = tid; r < 3; r += threads) counts[r] = 0;
 
     // 1. Lesion mask of the tile plus halo; clamping the coordinates replicates the border.
     const int lh = tile_h + 2 * COSA_HALO, lw = tile_w + 2 * COSA_HALO;
@@ -85,10 +87,10 @@ __device__ void region_masks(const T* __restrict__ scores, int H, int W, int h, 
         if (local[r]) atomicAdd(&counts[r], local[r]);
     __syncthreads();
 
-    if (tid < 3) {
+    for (int r = tid; r < 3; r += threads) {
         // count / area: both exact in float, and IEEE division rounds once, as numpy's float64
         // mean cast to float32 does (double rounding is harmless for division).
-        out[(((size_t)n * 3 + tid) * h + cell_y) * w + cell_x] = (float)counts[tid] / (float)(tile_h * tile_w);
+        out[(((size_t)n * 3 + r) * h + cell_y) * w + cell_x] = (float)counts[r] / (float)(tile_h * tile_w);
     }
 }
 
