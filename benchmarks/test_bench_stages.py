@@ -95,7 +95,7 @@ def test_region_masks_cuda_kernel_vs_torch_cuda(benchmark, scores) -> None:  # n
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_engine_batch1(benchmark, backend: str, trained_checkpoint: Path, exported_onnx: Path) -> None:  # noqa: ANN001
-    from cosa_edge.engines import open_engine
+    from cosa_edge.backends import open_engine  # the PyTorch checkpoint too
 
     path = trained_checkpoint if backend == "torch" else exported_onnx
     benchmark.group = "engine, batch 1"

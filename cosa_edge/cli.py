@@ -244,7 +244,7 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     from .data import load_dataset
     from .engines import open_engine
     from .engines.build import BatchRange, build_engine, default_target, describe
-    from .export.parity import check_fp16_fidelity
+    from .engines.compare import check_fp16_fidelity
 
     target = target or default_target()
     precision = precision or ("fp16" if target == "tensorrt" else "fp32")
@@ -281,7 +281,7 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
 def infer(source: str, engine_path: str, backend: str | None, out: str | None, results: str | None, roi: str | None,
           batch_size: int, realtime: bool, smooth: float, threads: int | None) -> None:
     """Run an engine over ultrasound video or images; write an annotated video and per-frame JSONL."""
-    from .engines import backend_for, open_engine
+    from .backends import backend_for, open_engine
     from .stream.run import infer_source, parse_roi
 
     if out is None and results is None:
@@ -322,10 +322,10 @@ def bench(engines: tuple[str, ...], baseline: str | None, report_dir: str, batch
     """
     from contextlib import ExitStack
 
+    from .backends import backend_for, open_engine
     from .bench.report import write_report
     from .bench.runner import attach_ratios, bench_engines, bench_pipeline
     from .bench.system import system_info
-    from .engines import backend_for, open_engine
 
     try:
         batch_sizes = sorted({int(b) for b in batches.split(",")})

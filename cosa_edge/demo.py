@@ -92,11 +92,11 @@ def run_demo(out_dir: Path, data_spec: str = "phantom:60", epochs: int = 8, imag
 def deploy_and_measure(out_dir: Path, checkpoint: Path, device: str, parity_samples: list[Sample]) -> list[str]:
     """Export (checked against PyTorch on ``parity_samples``), build the best engine this machine supports,
     benchmark it against PyTorch, run it on video."""
+    from .backends import open_engine
     from .bench.report import write_report
     from .bench.runner import attach_ratios, bench_engines, bench_pipeline
     from .bench.system import system_info
     from .data.phantom import write_sweep_video
-    from .engines import open_engine
     from .engines.build import build_engine, default_target
     from .export.onnx_export import export_onnx
     from .export.parity import check_export_parity

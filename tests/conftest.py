@@ -11,24 +11,46 @@ REPO = Path(__file__).resolve().parents[1]
 BUSI_PATH = REPO.parent / "shared" / "data" / "busi" / "Dataset_BUSI_with_GT"
 
 
-def _cuda_available() -> bool:
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
+def _cuda_gpu_missing() -> str | None:
+    """None where a CUDA GPU can be used, else what is missing (torch's view where torch is installed)."""
+    if importlib.util.find_spec("torch") is not None:
+        import torch
 
-    return torch.cuda.is_available()
+        return None if torch.cuda.is_available() else "a CUDA GPU (torch.cuda.is_available() is False)"
+    from cosa_edge.kernels.cuda import driver_cuda_version
+
+    return None if driver_cuda_version() else "a CUDA GPU (no NVIDIA driver found)"
+
+
+def _full_tensorrt_missing() -> list[str]:
+    """What the `trt` tests need and this machine lacks: the full TensorRT (builder and parser) and pycuda."""
+    missing = []
+    if importlib.util.find_spec("tensorrt") is None:
+        missing.append("TensorRT (no tensorrt module)")
+    else:
+        import tensorrt
+
+        if not hasattr(tensorrt, "Builder"):
+            missing.append(f"the full TensorRT (this tensorrt {getattr(tensorrt, '__version__', '?')} has no builder)")
+    if importlib.util.find_spec("pycuda") is None:
+        missing.append("pycuda")
+    return missing
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
-    skip_trt = pytest.mark.skip(reason="needs TensorRT (pip install 'cosa-edge[tensorrt]' on an NVIDIA machine)")
-    has_gpu = _cuda_available()
-    has_trt = importlib.util.find_spec("tensorrt") is not None
+    wants_gpu = any("gpu" in item.keywords for item in items)
+    wants_trt = any("trt" in item.keywords for item in items)
+    gpu_missing = _cuda_gpu_missing() if wants_gpu else None
+    trt_missing = _full_tensorrt_missing() if wants_trt else []
     for item in items:
-        if "gpu" in item.keywords and not has_gpu:
-            item.add_marker(skip_gpu)
-        if "trt" in item.keywords and not has_trt:
-            item.add_marker(skip_trt)
+        missing = []
+        if "trt" in item.keywords:
+            missing += trt_missing
+        if "gpu" in item.keywords and gpu_missing:
+            missing.append(gpu_missing)
+        if missing:
+            hint = " (pip install 'cosa-edge[tensorrt]' on an NVIDIA GPU machine)" if "trt" in item.keywords else ""
+            item.add_marker(pytest.mark.skip(reason="needs " + ", ".join(missing) + hint))
 
 
 @pytest.fixture(scope="session")

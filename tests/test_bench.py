@@ -99,6 +99,17 @@ def test_cli_infer_and_bench(exported_onnx: Path, trained_checkpoint: Path, tmp_
     assert all(r["ratio_to_baseline"] > 0 for r in onnx_rows)
 
 
+def test_cli_infer_opens_a_checkpoint(trained_checkpoint: Path, tmp_path: Path) -> None:
+    """A .pt engine goes through cosa_edge.backends to the export side's PyTorch engine."""
+    from cosa_edge.data.phantom import write_sweep_video
+
+    video = write_sweep_video(tmp_path / "v.mp4", seed=4, frames=4, size=(96, 128))
+    result = CliRunner().invoke(cli, ["infer", "--video", str(video), "--engine", str(trained_checkpoint),
+                                      "--results", str(tmp_path / "o.jsonl"), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "processed 4 of 4 frames" in result.output
+
+
 def test_cli_infer_bad_inputs(exported_onnx: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["infer", "--video", str(tmp_path / "none.mp4"), "--engine", str(exported_onnx),

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from cosa_edge.cli import cli
 from cosa_edge.data.phantom import make_phantom_dataset
 from cosa_edge.engines import open_engine
-from cosa_edge.engines.build import build_engine
+from cosa_edge.engines.build import build_engine, precision_mode
+from cosa_edge.engines.compare import check_fp16_fidelity
+from cosa_edge.engines.fp16 import convert_to_fp16
 from cosa_edge.errors import CosaEdgeError
-from cosa_edge.export.fp16 import convert_to_fp16
-from cosa_edge.export.parity import check_fp16_fidelity
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -43,6 +43,17 @@ def test_fp16_graph_keeps_softmax_and_region_maps_in_fp32(exported_onnx: Path, t
             source is not None and source.op_type == "Cast"
             and onnx.helper.get_attribute_value(source.attribute[0]) == onnx.TensorProto.FLOAT)
         assert fp32_input, node.name
+
+
+def test_tensorrt_precision_mode_is_true_for_every_build() -> None:
+    """The sidecar's precision_mode: FP32 builds are not FP16 of any kind, and each version says how it got FP16."""
+    assert precision_mode("fp32", 10) == precision_mode("fp32", 11) == "FP32"
+    assert precision_mode("fp16", 10) == "builder flag FP16 (TensorRT 10) with FP32 islands pinned"
+    assert precision_mode("fp16", 11) == "strongly typed FP16 ONNX (TensorRT 11)"
+    assert precision_mode("fp16", 12) == "strongly typed FP16 ONNX (TensorRT 12)"
+    assert precision_mode("fp32", 10, tf32=True) == "FP32; TF32 allowed in FP32 layers"
+    with pytest.raises(CosaEdgeError, match="int8"):
+        precision_mode("int8", 10)
 
 
 def test_build_refuses_bad_inputs(exported_onnx: Path, tmp_path: Path) -> None:

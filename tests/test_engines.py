@@ -6,14 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from cosa_edge import backends
 from cosa_edge.engines import backend_for, open_engine
 from cosa_edge.engines.build import BatchRange
 from cosa_edge.engines.tensorrt_engine import check_compatible, read_sidecar
 from cosa_edge.errors import CosaEdgeError
 
 
-def test_onnx_engine_runs_without_torch(exported_onnx: Path) -> None:
-    code = (f"import sys, numpy as np\nfrom cosa_edge.engines import open_engine\n"
+@pytest.mark.parametrize("module", ["cosa_edge.engines", "cosa_edge.backends"])
+def test_onnx_engine_runs_without_torch(exported_onnx: Path, module: str) -> None:
+    """Both openers: cosa_edge.backends imports the PyTorch engine only for a .pt file."""
+    code = (f"import sys, numpy as np\nfrom {module} import open_engine\n"
             f"e = open_engine({str(exported_onnx)!r})\nout = e.infer(np.zeros((2, 1, 64, 64), np.float32))\n"
             "print(sorted(out), 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -28,11 +31,22 @@ def test_backend_by_suffix() -> None:
         backend_for(Path("d.bin"))
     with pytest.raises(CosaEdgeError, match="does not exist"):
         open_engine("missing.onnx")
+    with pytest.raises(CosaEdgeError, match="does not exist"):
+        backends.open_engine("missing.pt")
+
+
+def test_the_runtime_side_sends_checkpoints_to_cosa_edge_backends(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "m.pt"
+    checkpoint.write_bytes(b"not read: the runtime side refuses by suffix")
+    with pytest.raises(CosaEdgeError, match=r"PyTorch checkpoint.*cosa_edge\.backends\.open_engine"):
+        open_engine(checkpoint)
+    with pytest.raises(CosaEdgeError, match="unknown backend 'tflite'"):
+        backends.open_engine(checkpoint, backend="tflite")
 
 
 def test_torch_and_onnx_engines_share_the_interface(exported_onnx: Path, trained_checkpoint: Path) -> None:
     for path in (exported_onnx, trained_checkpoint):
-        with open_engine(path) as engine:
+        with backends.open_engine(path) as engine:
             assert [s.name for s in engine.inputs] == ["image"]
             assert [s.name for s in engine.outputs] == ["lesion_probability", "class_probabilities"]
             assert engine.warmup(iterations=1, batch_size=2) > 0

@@ -9,13 +9,14 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
+from cosa_edge.backends import open_engine  # noqa: E402
+from cosa_edge.contract import ModelMetadata  # noqa: E402
 from cosa_edge.data import load_dataset  # noqa: E402
 from cosa_edge.data.phantom import make_phantom_dataset  # noqa: E402
-from cosa_edge.engines import open_engine  # noqa: E402
-from cosa_edge.engines.metadata import ModelMetadata  # noqa: E402
+from cosa_edge.engines.compare import compare_engines, frames_of  # noqa: E402
 from cosa_edge.errors import CosaEdgeError  # noqa: E402
 from cosa_edge.export.onnx_export import export_onnx  # noqa: E402
-from cosa_edge.export.parity import MASK_AGREEMENT, PROBABILITY_TOLERANCE, check_export_parity, compare_engines, frames_of  # noqa: E402
+from cosa_edge.export.parity import MASK_AGREEMENT, PROBABILITY_TOLERANCE, check_export_parity  # noqa: E402
 
 
 def test_export_is_valid_onnx_with_the_contract_and_metadata(exported_onnx: Path, trained_checkpoint: Path) -> None:

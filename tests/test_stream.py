@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from cosa_edge.contract import ModelMetadata
 from cosa_edge.data.phantom import write_sweep_video
 from cosa_edge.engines.base import Engine, TensorSpec
-from cosa_edge.engines.metadata import ModelMetadata
 from cosa_edge.errors import CosaEdgeError
 from cosa_edge.stream.pipeline import run_pipeline
 from cosa_edge.stream.postprocess import ProbabilitySmoother, summarise

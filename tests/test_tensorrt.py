@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from cosa_edge.data.phantom import make_phantom_dataset
-from cosa_edge.engines import open_engine
+from cosa_edge.backends import open_engine
 from cosa_edge.engines.build import BatchRange, build_engine
 from cosa_edge.errors import CosaEdgeError
-from cosa_edge.export.parity import check_fp16_fidelity
+from cosa_edge.engines.compare import check_fp16_fidelity
 
 pytestmark = [pytest.mark.trt, pytest.mark.gpu]
 

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ..contract import CLASS_OUTPUT, LESION_OUTPUT, stack_frames
 from ..data import resize_grey
 from ..data.phantom import make_phantom
-from ..engines.base import Engine, stack_frames
-from ..engines.metadata import CLASS_OUTPUT, LESION_OUTPUT
+from ..engines.base import Engine
 from ..stream.postprocess import frame_roi, summarise
 from .stats import LatencySummary, summarise_latencies
 

@@ -1,7 +1,11 @@
-"""Engines: one class per runtime behind one interface; no torch unless the torch backend is asked for.
+"""Engines: the runtime side, one class per runtime behind one interface, and never torch.
 
-``open_engine(path)`` picks the backend from the file type (.onnx: ONNX Runtime,
-.engine/.plan: TensorRT, .pt: PyTorch eager), or ``backend=`` overrides it.
+``open_engine(path)`` opens a runtime engine, picking the backend from the file
+type (.onnx: ONNX Runtime, .engine/.plan: TensorRT), or ``backend=`` overrides
+it. A PyTorch checkpoint (.pt) is the training side's and is not opened here:
+:func:`cosa_edge.backends.open_engine` opens every kind, .pt included, and is
+what the CLI uses. Nothing under cosa_edge.engines imports cosa_edge.export,
+train or model (tests/test_imports.py checks it).
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from typing import Any
 
 from ..errors import CosaEdgeError
 from .base import Engine, TensorSpec
-from .metadata import CLASS_OUTPUT, CONTRACT, INPUT_NAME, LESION_OUTPUT, ModelMetadata
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
+#: The runtimes this package opens.
+RUNTIME_BACKENDS = ("onnxruntime", "tensorrt")
+#: Every backend name a file can map to; "torch" is opened by cosa_edge.backends.
+BACKENDS = (*RUNTIME_BACKENDS, "torch")
 _BY_SUFFIX = {".onnx": "onnxruntime", ".ort": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt",
               ".trt": "tensorrt", ".pt": "torch", ".pth": "torch"}
 
@@ -26,12 +32,18 @@ def backend_for(path: Path) -> str:
     return backend
 
 
-def open_engine(path: str | Path, backend: str | None = None, **options: Any) -> Engine:
-    """Load an engine file; its metadata is checked, and a wrong file gives one clear error."""
+def existing_engine_file(path: str | Path) -> Path:
+    """``path`` as a Path, or one clear error when there is no such file."""
     path = Path(path)
-    backend = backend or backend_for(path)
     if not path.is_file():
         raise CosaEdgeError(f"engine {path} does not exist")
+    return path
+
+
+def open_engine(path: str | Path, backend: str | None = None, **options: Any) -> Engine:
+    """Load a runtime engine file; its metadata is checked, and a wrong file gives one clear error."""
+    backend = backend or backend_for(Path(path))
+    path = existing_engine_file(path)
     if backend == "onnxruntime":
         from .onnxruntime_engine import OnnxRuntimeEngine
 
@@ -41,11 +53,9 @@ def open_engine(path: str | Path, backend: str | None = None, **options: Any) ->
 
         return TensorRTEngine(path, **options)
     if backend == "torch":
-        from .torch_engine import TorchEngine
-
-        return TorchEngine(path, **options)
+        raise CosaEdgeError(f"{path} is a PyTorch checkpoint, which cosa_edge.engines (the torch-free runtime side) "
+                            "does not open; use cosa_edge.backends.open_engine")
     raise CosaEdgeError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "CLASS_OUTPUT", "CONTRACT", "Engine", "INPUT_NAME", "LESION_OUTPUT", "ModelMetadata",
-           "TensorSpec", "backend_for", "open_engine"]
+__all__ = ["BACKENDS", "Engine", "RUNTIME_BACKENDS", "TensorSpec", "backend_for", "existing_engine_file", "open_engine"]

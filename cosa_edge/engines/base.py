@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 
+from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
-from .metadata import INPUT_NAME, ModelMetadata
-
-
-def stack_frames(greys: Sequence[np.ndarray]) -> np.ndarray:
-    """Frames already resized to S x S grey levels -> an engine's input batch, float32 (N, 1, S, S)."""
-    return np.stack(greys).astype(np.float32)[:, None]
 
 
 @dataclass(frozen=True)

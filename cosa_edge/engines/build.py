@@ -1,7 +1,7 @@
 """`cosa-edge build-engine`: an exported ONNX model -> an engine for one runtime.
 
 * onnxruntime: an ONNX model optimised offline by ONNX Runtime (FP32, or FP16
-  with the FP32 islands of :mod:`cosa_edge.export.fp16`), for any CPU.
+  with the FP32 islands of :mod:`cosa_edge.engines.fp16`), for any CPU.
 * tensorrt: a serialized TensorRT plan for this GPU and TensorRT version, with
   an optimisation profile over the batch range, a persisted timing cache and a
   JSON sidecar. FP16 through the builder flag on TensorRT 10 (the FP32 islands
@@ -22,9 +22,10 @@ from typing import Any
 
 from .. import __version__
 from .._optional import require
+from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_bytes, atomic_write_json
-from .metadata import INPUT_NAME, ModelMetadata
+from .fp16 import convert_to_fp16, fp32_node_names
 from .tensorrt_engine import sidecar_path
 
 TARGETS = ("tensorrt", "onnxruntime")
@@ -107,8 +108,6 @@ def build_onnxruntime(onnx_path: Path, output: Path, precision: str, metadata: M
     with tempfile.TemporaryDirectory() as tmp:
         source = onnx_path
         if precision == "fp16":
-            from ..export.fp16 import convert_to_fp16
-
             source = Path(tmp) / "fp16.onnx"
             metadata = convert_to_fp16(onnx_path, source)
         options = ort.SessionOptions()
@@ -132,6 +131,28 @@ def tensorrt_major(trt) -> int:  # noqa: ANN001
     return int(trt.__version__.split(".")[0])
 
 
+def strongly_typed(major: int) -> bool:
+    """TensorRT 11 builds only strongly typed networks: no FP16 builder flag, the ONNX's types are the engine's."""
+    return major >= 11
+
+
+def precision_mode(precision: str, major: int, tf32: bool = False) -> str:
+    """How a TensorRT engine got its precision, in words for the sidecar; true for every build.
+
+    ``tf32``: the builder's TF32 flag (on by default in TensorRT), which lets FP32 convolutions and
+    matrix multiplies round their inputs to TF32 on GPUs that have it.
+    """
+    if precision == "fp32":
+        mode = "FP32"
+    elif precision == "fp16" and strongly_typed(major):
+        mode = f"strongly typed FP16 ONNX (TensorRT {major})"
+    elif precision == "fp16":
+        mode = f"builder flag FP16 (TensorRT {major}) with FP32 islands pinned"
+    else:
+        raise CosaEdgeError(f"--precision must be fp16 or fp32, not {precision!r}")
+    return mode + ("; TF32 allowed in FP32 layers" if tf32 else "")
+
+
 def _is_float(trt, tensor) -> bool:  # noqa: ANN001
     return tensor is not None and tensor.dtype in (trt.float32, trt.float16, trt.bfloat16)
 
@@ -140,21 +161,22 @@ def pin_fp32_layers(network, trt, fp32_names: set[str]) -> int:  # noqa: ANN001
     """TensorRT 10 with the FP16 flag: keep softmax and region-map layers in FP32. Returns how many.
 
     Only floating-point tensors can be pinned. The region-map subgraph also holds comparisons
-    (Greater: BOOL out), logic (Or, Not: BOOL in and out) and casts from BOOL; under
+    (Greater: FP16/FP32 in, BOOL out), logic (Or, Not: BOOL in and out) and casts from BOOL; under
     OBEY_PRECISION_CONSTRAINTS, asking such a layer to compute in FP32 or to emit FP32 names a type
-    it cannot have and fails the build. So ``precision`` (the type a layer computes in, its inputs
-    reformatted to it) is set only where every input is floating point, and an output type only on
-    floating-point outputs; a layer counts as pinned where either was set.
+    it cannot have and fails the build. So ``precision`` (the type a layer computes in; TensorRT
+    reformats its inputs to it) is set only where every input and output is floating point, and an
+    output type only on floating-point outputs (a cast from BOOL gets its FP32 output pinned). A
+    comparison of FP16 scores needs no pinning: it orders FP16 values exactly.
     """
     pinned = 0
     for index in range(network.num_layers):
         layer = network.get_layer(index)
         if not (layer.type == trt.LayerType.SOFTMAX or layer.name in fp32_names or layer.type == trt.LayerType.PLUGIN_V3):
             continue
-        inputs = [layer.get_input(i) for i in range(layer.num_inputs)]
+        inputs = [t for t in (layer.get_input(i) for i in range(layer.num_inputs)) if t is not None]
         float_outputs = [i for i in range(layer.num_outputs) if _is_float(trt, layer.get_output(i))]
-        present = [t for t in inputs if t is not None]
-        computes_in_float = bool(present) and all(_is_float(trt, t) for t in present)
+        computes_in_float = (bool(inputs) and all(_is_float(trt, t) for t in inputs)
+                             and len(float_outputs) == layer.num_outputs)
         if computes_in_float:
             layer.precision = trt.float32
         for out in float_outputs:
@@ -180,9 +202,7 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, batch: BatchRa
     builder = trt.Builder(logger)
     with tempfile.TemporaryDirectory() as tmp:
         source = onnx_path
-        if precision == "fp16" and major >= 11:
-            from ..export.fp16 import convert_to_fp16
-
+        if precision == "fp16" and strongly_typed(major):
             source = Path(tmp) / "fp16.onnx"
             convert_to_fp16(onnx_path, source)
         # TensorRT 10: explicit batch is the default (flags 0); TensorRT 11 networks are always strongly typed.
@@ -194,9 +214,7 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, batch: BatchRa
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
         pinned = 0
-        if precision == "fp16" and major < 11:
-            from ..export.fp16 import fp32_node_names
-
+        if precision == "fp16" and not strongly_typed(major):
             onnx = require("onnx")
             config.set_flag(trt.BuilderFlag.FP16)
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
@@ -209,6 +227,8 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, batch: BatchRa
         cache_path = timing_cache or output.with_suffix(".timing.cache")
         cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
         config.set_timing_cache(cache, ignore_mismatch=True)
+        # Read, not set: TensorRT allows TF32 by default, and the sidecar should say what this build did.
+        tf32 = hasattr(trt.BuilderFlag, "TF32") and bool(config.get_flag(trt.BuilderFlag.TF32))
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise CosaEdgeError(f"TensorRT failed to build an engine from {onnx_path}; rerun with more --workspace or fp32")
@@ -216,7 +236,7 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, batch: BatchRa
     atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     build = {
         "tensorrt_version": trt.__version__, "gpu": cuda.device_name, "compute_capability": list(cuda.compute_capability),
-        "precision": precision, "precision_mode": "builder flag FP16" if major < 11 else "strongly typed FP16 ONNX",
+        "precision": precision, "precision_mode": precision_mode(precision, major, tf32),
         "fp32_layers_pinned": pinned, "profile": {"min": batch.minimum, "opt": batch.optimum, "max": batch.maximum},
         "workspace_gib": workspace_gib, "timing_cache": str(cache_path), "plugin_aot": plugin_aot,
         "hardware_compatible": False, "version_compatible": False,

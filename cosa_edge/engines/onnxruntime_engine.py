@@ -10,7 +10,7 @@ import numpy as np
 from .._optional import require
 from ..errors import CosaEdgeError
 from .base import Engine, TensorSpec
-from .metadata import INPUT_NAME, ModelMetadata
+from ..contract import INPUT_NAME, ModelMetadata
 
 
 def _providers(ort, requested: str) -> list[str]:  # noqa: ANN001

@@ -15,7 +15,7 @@ import numpy as np
 from .._optional import require
 from ..errors import CosaEdgeError
 from .base import Engine, TensorSpec
-from .metadata import INPUT_NAME, ModelMetadata
+from ..contract import INPUT_NAME, ModelMetadata
 
 
 def sidecar_path(engine_path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Checkpoint -> ONNX with the engine contract of :mod:`cosa_edge.engines.metadata`.
+"""Checkpoint -> ONNX with the engine contract of :mod:`cosa_edge.contract`.
 
 The exported graph takes the resized grey frame (0..255) and returns
 probabilities, so every runtime gets the same, ready-to-use outputs and no
@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import __version__
+from .._optional import require
+from ..contract import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, ModelMetadata
 from ..data.preprocess import DEFAULT_NORMALISATION, Normalisation
-from ..engines.metadata import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, ModelMetadata
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_bytes
 from ..model import CLS_LOGITS, SEG_LOGITS
@@ -102,8 +103,9 @@ class ExportResult:
 
 def export_onnx(checkpoint: Path, output: Path, *, opset: int = DEFAULT_OPSET, cosa_op: str = "onnx") -> ExportResult:
     """Export a checkpoint to ONNX (dynamic batch axis), check it with onnx.checker, write it atomically."""
-    import onnx
-
+    # Through require, first: a machine without onnx gets the one-line "install the export extra",
+    # not a traceback, and before a checkpoint is loaded for nothing.
+    onnx = require("onnx")
     if cosa_op not in ("onnx", "plugin"):
         raise CosaEdgeError(f"--cosa-op must be onnx or plugin, not {cosa_op!r}")
     if opset < 17:

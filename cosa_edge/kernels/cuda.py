@@ -7,8 +7,11 @@ CuPy is present (CuPy compiles the same source with NVRTC), CuPy launches it.
 
 from __future__ import annotations
 
+import ctypes
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
@@ -30,7 +33,11 @@ def kernel_source() -> str:
 
 
 def compile_ptx(arch: str = "compute_75", nvcc: str | None = None) -> str:
-    """Compile the kernel to PTX with nvcc. PTX for an older virtual architecture runs on newer GPUs."""
+    """Compile the kernel to PTX with nvcc. PTX for an older virtual architecture runs on newer GPUs.
+
+    The PTX carries the ISA version of the nvcc that wrote it; :func:`compile_ptx_for_driver`
+    makes it loadable by an older driver.
+    """
     nvcc = nvcc or shutil.which("nvcc")
     if nvcc is None:
         raise CosaEdgeError("nvcc is needed to compile the COSA kernel but is not on PATH; install the CUDA toolkit")
@@ -42,6 +49,93 @@ def compile_ptx(arch: str = "compute_75", nvcc: str | None = None) -> str:
         if result.returncode != 0:
             raise CosaEdgeError(f"nvcc failed to compile {KERNEL_FILE}:\n{result.stderr.strip()}")
         return ptx.read_text(encoding="utf-8")
+
+
+# The newest PTX ISA each CUDA release's driver accepts (NVIDIA's PTX ISA manual, "Release notes").
+# A driver refuses PTX whose `.version` is newer than its own CUDA release: PTX from nvcc 13
+# (`.version 9.0`) does not load on a CUDA 12 driver.
+PTX_ISA_BY_CUDA: dict[tuple[int, int], tuple[int, int]] = {
+    (11, 0): (7, 0), (11, 1): (7, 1), (11, 2): (7, 2), (11, 3): (7, 3), (11, 4): (7, 4), (11, 5): (7, 5),
+    (11, 6): (7, 6), (11, 7): (7, 7), (11, 8): (7, 8),
+    (12, 0): (8, 0), (12, 1): (8, 1), (12, 2): (8, 2), (12, 3): (8, 3), (12, 4): (8, 4), (12, 5): (8, 5),
+    (12, 6): (8, 5), (12, 8): (8, 7), (12, 9): (8, 8),
+    (13, 0): (9, 0),
+}
+# The oldest PTX ISA that can target each architecture: lowering below it is not allowed.
+MIN_PTX_ISA_BY_TARGET: dict[str, tuple[int, int]] = {
+    "sm_75": (6, 3), "sm_80": (7, 0), "sm_86": (7, 1), "sm_87": (7, 4), "sm_89": (7, 8), "sm_90": (7, 8),
+    "sm_100": (8, 6), "sm_120": (8, 7),
+}
+_VERSION_LINE = re.compile(r"^\.version (\d+)\.(\d+)$", re.MULTILINE)
+_TARGET_LINE = re.compile(r"^\.target (\w+)", re.MULTILINE)
+
+
+def ptx_isa_version(ptx: str) -> tuple[int, int]:
+    match = _VERSION_LINE.search(ptx)
+    if match is None:
+        raise CosaEdgeError("the compiled kernel has no PTX .version line; it is not PTX")
+    return int(match.group(1)), int(match.group(2))
+
+
+def max_ptx_isa(driver_cuda: tuple[int, int]) -> tuple[int, int] | None:
+    """The newest PTX ISA a driver of this CUDA version loads; None for one newer than the table knows."""
+    known = [cuda for cuda in PTX_ISA_BY_CUDA if cuda <= driver_cuda]
+    if not known:
+        raise CosaEdgeError(f"the NVIDIA driver supports CUDA {driver_cuda[0]}.{driver_cuda[1]}, older than "
+                            "cosa-edge's kernel needs (CUDA 11.0); update the driver")
+    if driver_cuda > max(PTX_ISA_BY_CUDA):
+        return None
+    return PTX_ISA_BY_CUDA[max(known)]
+
+
+def make_loadable(ptx: str, driver_cuda: tuple[int, int]) -> str:
+    """Lower the PTX's ISA version to what the driver accepts, or say why it cannot be.
+
+    Lowering is sound only while the code uses nothing newer than the lowered version: the kernel
+    uses plain loads, stores, comparisons, conversions, shared-memory atomics and barriers, all in
+    PTX ISA 6.3 (tests/test_ptx.py assembles the lowered PTX with ptxas to check that), so the
+    floor is the target architecture's own minimum.
+    """
+    version = ptx_isa_version(ptx)
+    allowed = max_ptx_isa(driver_cuda)
+    if allowed is None or version <= allowed:
+        return ptx
+    target_match = _TARGET_LINE.search(ptx)
+    target = target_match.group(1) if target_match else "?"
+    floor = MIN_PTX_ISA_BY_TARGET.get(target)
+    if floor is None or allowed < floor:
+        raise CosaEdgeError(
+            f"the kernel's PTX (ISA {version[0]}.{version[1]}, target {target}) cannot be made loadable by this "
+            f"driver (CUDA {driver_cuda[0]}.{driver_cuda[1]}, PTX ISA up to {allowed[0]}.{allowed[1]}); "
+            "update the NVIDIA driver, or compile with an nvcc no newer than the driver")
+    return _VERSION_LINE.sub(f".version {allowed[0]}.{allowed[1]}", ptx, count=1)
+
+
+def driver_cuda_version() -> tuple[int, int] | None:
+    """The CUDA version of the installed NVIDIA driver (cuDriverGetVersion), or None where there is none.
+
+    Through ctypes on libcuda, so that it works whichever CUDA binding (pycuda, CuPy, cuda-python)
+    is installed, and needs no GPU context.
+    """
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1" if sys.platform != "win32" else "nvcuda.dll")
+    except OSError:
+        return None
+    version = ctypes.c_int(0)
+    if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+        return None
+    return version.value // 1000, (version.value % 1000) // 10
+
+
+def compile_ptx_for_driver(arch: str = "compute_75", driver_cuda: tuple[int, int] | None = None,
+                           nvcc: str | None = None) -> str:
+    """Compile the kernel to PTX that this machine's driver loads (engines are built where they run).
+
+    With no driver found (a machine without a GPU), the PTX is left as nvcc wrote it.
+    """
+    ptx = compile_ptx(arch, nvcc)
+    driver_cuda = driver_cuda or driver_cuda_version()
+    return make_loadable(ptx, driver_cuda) if driver_cuda else ptx
 
 
 @dataclass(frozen=True)
@@ -101,7 +195,7 @@ class _PycudaBinding:
 
         self._driver = driver
         major, minor = driver.Context.get_device().compute_capability()
-        self._module = driver.module_from_buffer(compile_ptx(f"compute_{major}{minor}").encode())
+        self._module = driver.module_from_buffer(compile_ptx_for_driver(f"compute_{major}{minor}").encode())
         self._functions: dict[str, Any] = {}
 
     def run(self, kernel: str, scores: np.ndarray, geometry: LaunchGeometry) -> np.ndarray:

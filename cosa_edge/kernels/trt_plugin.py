@@ -9,19 +9,26 @@ op type is ``CosaRegionMasks`` and it carries ``plugin_namespace="cosa_edge"``
   also under trtexec.
 * Python implementation otherwise: TensorRT calls back into Python at run time
   and the same kernel is launched through CuPy on TensorRT's stream.
+
+No ``from __future__ import annotations`` here, on purpose: the ``tensorrt.plugin``
+decorators read each function's annotations as live classes (``issubclass(annotation,
+TensorDesc)``), and postponed annotations would hand them strings. For the same reason the
+AOT function's return annotation names TensorRT's own ``KernelLaunchParams`` and
+``SymIntExprs`` rather than ``Any``. tests/test_trt_api.py imports this module against the
+real ``tensorrt.plugin`` package.
 """
 
-from __future__ import annotations
-
-from typing import Any
+from typing import List, Tuple
 
 import numpy as np
 import tensorrt as trt
 import tensorrt.plugin as trtp
 
-from .cuda import BLOCK, KERNEL_NAMES, compile_ptx, launch_on_device
+from .cuda import BLOCK, KERNEL_NAMES, compile_ptx_for_driver, launch_on_device
 
-PLUGIN_ID = "cosa_edge::CosaRegionMasks"
+PLUGIN_NAMESPACE = "cosa_edge"
+PLUGIN_NAME = "CosaRegionMasks"
+PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
 HAS_AOT = hasattr(trtp, "aot_impl")
 #: PTX for an old virtual architecture is compiled for the actual GPU when the engine loads.
 PTX_ARCH = "compute_75"
@@ -35,13 +42,13 @@ def region_masks_description(scores: trtp.TensorDesc, grid_h: int, grid_w: int) 
 
 @trtp.autotune(PLUGIN_ID)
 def region_masks_autotune(scores: trtp.TensorDesc, grid_h: int, grid_w: int,
-                          outputs: tuple[trtp.TensorDesc]) -> list[trtp.AutoTuneCombination]:
+                          outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
     # Input FP32 or FP16, output always FP32 (the maps are exact fractions; FP16 would round them).
     return [trtp.AutoTuneCombination("FP32|FP16, FP32", "LINEAR")]
 
 
 @trtp.impl(PLUGIN_ID)
-def region_masks_python(scores: trtp.Tensor, grid_h: int, grid_w: int, outputs: tuple[trtp.Tensor],
+def region_masks_python(scores: trtp.Tensor, grid_h: int, grid_w: int, outputs: Tuple[trtp.Tensor],
                         stream: int) -> None:
     launch_on_device(scores, outputs[0], (grid_h, grid_w), stream)
 
@@ -49,8 +56,8 @@ def region_masks_python(scores: trtp.Tensor, grid_h: int, grid_w: int, outputs: 
 if HAS_AOT:
 
     @trtp.aot_impl(PLUGIN_ID)
-    def region_masks_aot(scores: trtp.TensorDesc, grid_h: int, grid_w: int, outputs: tuple[trtp.TensorDesc],
-                         tactic: int) -> tuple[bytes, bytes, Any, Any]:
+    def region_masks_aot(scores: trtp.TensorDesc, grid_h: int, grid_w: int, outputs: Tuple[trtp.TensorDesc],
+                         tactic: int) -> Tuple[bytes, bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]:
         dims = scores.shape_expr
         kernel = KERNEL_NAMES[np.dtype(np.float16 if scores.dtype == trt.float16 else np.float32)]
         launch = trtp.KernelLaunchParams()
@@ -59,4 +66,5 @@ if HAS_AOT:
         launch.shared_mem = 0  # the kernel's shared arrays are static
         # The kernel's scalar parameters, after its input and before its output: H, W, h, w.
         extra_args = trtp.SymIntExprs.from_tuple([trtp.SymInt32(e) for e in (dims[2], dims[3], grid_h, grid_w)])
-        return kernel.encode(), compile_ptx(PTX_ARCH).encode(), launch, extra_args
+        # The engine is built on the machine that runs it, so the PTX is made loadable by this driver.
+        return kernel.encode(), compile_ptx_for_driver(PTX_ARCH).encode(), launch, extra_args

@@ -14,13 +14,27 @@ import torch.nn.functional as F
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 MARGIN_KERNEL = 5
+_SOBEL_ON_DEVICE: dict[torch.device, torch.Tensor] = {}
+
+
+def _sobel_filters(device: torch.device) -> torch.Tensor:
+    """The (2, 1, 3, 3) Sobel pair on ``device``, copied there once.
+
+    Copying it from host memory on every call made each forward pass wait for the GPU to drain
+    (a pageable host-to-device copy synchronises): on an H200 the op took ~750 us a call, nearly
+    all of it waiting (scripts/gpu_check.py, docs/deployment.md).
+    """
+    filters = _SOBEL_ON_DEVICE.get(device)
+    if filters is None:
+        filters = _SOBEL_ON_DEVICE[device] = torch.stack([_SOBEL_X, _SOBEL_X.T]).unsqueeze(1).to(device)
+    return filters
 
 
 @torch.no_grad()
 def region_maps(seg_logits: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """(N, 2, H, W) segmentation scores -> (N, 3, h, w) background / tumour / margin fractions."""
     lesion = (seg_logits[:, 1:2] > seg_logits[:, 0:1]).float()
-    sobel = torch.stack([_SOBEL_X, _SOBEL_X.T]).unsqueeze(1).to(lesion.device)  # (2, 1, 3, 3)
+    sobel = _sobel_filters(lesion.device)  # (2, 1, 3, 3)
     gradients = F.conv2d(F.pad(lesion, (1, 1, 1, 1), mode="replicate"), sobel)
     contour = (gradients != 0).any(dim=1, keepdim=True).float()
     # Max-pooling pads with -inf, which for a 0/1 map is dilation with zeros outside the image.

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from ..contract import CLASS_OUTPUT, LESION_OUTPUT, stack_frames
 from ..data import resize_grey
-from ..engines.base import Engine, stack_frames
-from ..engines.metadata import CLASS_OUTPUT, LESION_OUTPUT
+from ..engines.base import Engine
 from .overlay import draw_overlay
 from .postprocess import FrameResult, ProbabilitySmoother, Roi, frame_roi, summarise
 from .sources import Frame, FrameSource

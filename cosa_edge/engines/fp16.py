@@ -1,8 +1,11 @@
 """FP32 ONNX -> FP16 ONNX, with the layers that overflow or lose meaning in FP16 kept in FP32.
 
+Part of building an engine (:mod:`cosa_edge.engines.build`), so it lives beside
+the builder: it starts from an exported ONNX model, not from a checkpoint.
+
 TensorRT 11 builds only strongly typed networks, so FP16 comes from an FP16
 ONNX rather than a builder flag; TensorRT 10 uses the flag with the same layers
-pinned to FP32. Kept in FP32:
+pinned to FP32 (:func:`fp32_node_names` names them). Kept in FP32:
 
 * every Softmax (the attention softmax over 64 keys sums exponentials that
   overflow FP16's 65504, and the output softmax feeds a 0.5 threshold);
@@ -18,7 +21,7 @@ import warnings
 from pathlib import Path
 
 from .._optional import require
-from ..engines.metadata import ModelMetadata
+from ..contract import ModelMetadata
 from ..fileio import atomic_write_bytes
 
 FP32_OPS = ("Softmax",)

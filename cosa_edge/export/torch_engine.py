@@ -1,4 +1,10 @@
-"""The PyTorch eager backend: a checkpoint behind the engine contract, the reference for comparisons."""
+"""The PyTorch eager backend: a checkpoint behind the engine contract, the reference for comparisons.
+
+It lives on the export side, not in cosa_edge.engines, because it needs what
+the export needs (the training checkpoint loader and the export's
+``DeployModule``), and the runtime side must never import the training side.
+Open it through :func:`cosa_edge.backends.open_engine`, which picks it for a .pt file.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,17 @@ import numpy as np
 
 from .. import __version__
 from .._optional import require
-from .base import Engine, TensorSpec
-from .metadata import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, ModelMetadata
+from ..contract import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, ModelMetadata
+from ..engines.base import Engine, TensorSpec
 
 
 class TorchEngine(Engine):
     backend = "torch"
 
     def __init__(self, path: Path, device: str = "cpu", threads: int | None = None) -> None:
-        torch = require("torch")
-        from ..export.onnx_export import DeployModule
+        torch = require("torch")  # first, so that a missing torch is one line naming the extra
         from ..train.checkpoint import load_model
+        from .onnx_export import DeployModule
 
         if threads:
             torch.set_num_threads(threads)

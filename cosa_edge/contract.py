@@ -1,16 +1,24 @@
-"""What every deployable artifact says about itself, and the check every loader makes.
+"""The engine contract: what every deployable artifact takes, returns and says about itself.
 
-Stored as ONNX ``metadata_props`` (string keys ``cosa_edge.*``) and copied into
-the JSON sidecar of a TensorRT engine. numpy and json only.
+Both sides of the deployment use it: the export side (cosa_edge.export) writes
+it into the ONNX model, the runtime side (cosa_edge.engines, stream, bench)
+checks it when loading and feeds frames in its layout. It lives here, outside
+both, so that neither side has to import the other. numpy and json only.
+
+The metadata is stored as ONNX ``metadata_props`` (string keys ``cosa_edge.*``)
+and copied into the JSON sidecar of a TensorRT engine.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import CosaEdgeError
+import numpy as np
+
+from .errors import CosaEdgeError
 
 PREFIX = "cosa_edge."
 INPUT_NAME = "image"
@@ -24,6 +32,11 @@ CONTRACT = (
     f"outputs '{LESION_OUTPUT}': float32 (N, 1, S, S), the probability that each pixel is lesion "
     f"(mask = probability > 0.5); '{CLASS_OUTPUT}': float32 (N, 2), softmax over the class names"
 )
+
+
+def stack_frames(greys: Sequence[np.ndarray]) -> np.ndarray:
+    """Frames already resized to S x S grey levels -> an engine's input batch, float32 (N, 1, S, S)."""
+    return np.stack(greys).astype(np.float32)[:, None]
 
 
 @dataclass(frozen=True)
