@@ -215,9 +215,6 @@ def export_command(checkpoint: str, output: str, opset: int, cosa_op: str, parit
     click.echo(f"wrote {output} ({result.metadata.architecture}, {result.metadata.input_size}px, opset {opset})")
     if parity_data == "none":
         return
-    if cosa_op == "plugin":
-        click.echo("parity check skipped: ONNX Runtime has no CosaRegionMasks kernel (TensorRT runs it)")
-        return
     samples = load_dataset(parity_data, progress=False, phantom_size=result.metadata.input_size)
     agreement = check_export_parity(Path(output), Path(checkpoint), samples)
     click.echo(f"parity with PyTorch on {agreement.images} images: max probability difference "
@@ -251,6 +248,8 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     result = build_engine(Path(onnx_model), Path(output), target=target, precision=precision,
                           batch=BatchRange.parse(batch), workspace_gib=workspace,
                           timing_cache=Path(timing_cache) if timing_cache else None)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(describe(result))
     if check_data == "none":
         return

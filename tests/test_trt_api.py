@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cosa_edge.errors import CosaEdgeError
 from cosa_edge.kernels import trt_compat
 from cosa_edge.kernels.cuda import BLOCK, KERNEL_NAMES
 from tests.trt_stand_in import ConstantExprBuilder, lean_available, stand_in_tensorrt
@@ -154,6 +155,23 @@ def test_output_shape_expression(trt_api) -> None:  # noqa: ANN001
     out = created.register_function(_scores_desc(trtp, trt, (5, 2, 96, 160), trt.float32), **created.attrs)
     assert [e.constant_value() for e in out.shape_expr] == [5, 3, 12, 20]
     assert out.dtype == trt.float32
+
+
+@pytest.mark.usefixtures("expressions")
+@pytest.mark.parametrize(("shape", "grid", "message"), [((1, 2, 256, 256), (2, 2), "exceed the kernel's 64-pixel tile"),
+                                                         ((1, 2, 100, 100), (8, 8), "does not tile")])
+def test_shapes_the_kernel_would_get_wrong_fail_the_build(trt_api, shape, grid, message: str) -> None:  # noqa: ANN001
+    trt, trtp, _ = trt_api
+    created = _create(trt, trt.QuickPluginCreationRequest.STRICT_AOT, grid_h=grid[0], grid_w=grid[1])
+    with pytest.raises(CosaEdgeError, match=message):
+        created.register_function(_scores_desc(trtp, trt, shape, trt.float32), **created.attrs)
+
+
+def test_placeholder_shapes_pass_through(trt_api) -> None:  # noqa: ANN001
+    """The builder's first pass (output types) hands over fake shapes: nothing to check yet."""
+    trt, _, _ = trt_api
+    created = _create(trt, trt.QuickPluginCreationRequest.STRICT_AOT, grid_h=2, grid_w=2)
+    assert created.get_output_data_types([trt.DataType.FLOAT], [4]) == [trt.DataType.FLOAT]
 
 
 def test_autotune_offers_fp32_or_fp16_in_and_fp32_out(trt_api) -> None:  # noqa: ANN001

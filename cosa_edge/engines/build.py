@@ -25,7 +25,9 @@ from .._optional import require
 from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_bytes, atomic_write_json
+from ..kernels.trt_compat import plugin_problem
 from .fp16 import convert_to_fp16, fp32_node_names
+from .plugin_fallback import replace_plugin_nodes
 from .tensorrt_engine import sidecar_path
 
 TARGETS = ("tensorrt", "onnxruntime")
@@ -77,6 +79,7 @@ class BuildResult:
     target: str
     precision: str
     details: dict[str, Any]
+    notes: tuple[str, ...] = ()  # one line each, for the user: what the build did differently and why
 
 
 def build_engine(onnx_path: Path, output: Path, target: str | None = None, precision: str = "fp16",
@@ -93,9 +96,43 @@ def build_engine(onnx_path: Path, output: Path, target: str | None = None, preci
     metadata = read_onnx_metadata(Path(onnx_path))
     if metadata.precision != "fp32":
         raise CosaEdgeError(f"{onnx_path} is already {metadata.precision}; build from the FP32 export")
+    with tempfile.TemporaryDirectory() as tmp:
+        notes: list[str] = []
+        reason = plugin_unavailable(target) if metadata.cosa_op == "plugin" else None
+        if reason:
+            onnx_path = standard_ops_copy(Path(onnx_path), Path(tmp) / "standard.onnx")
+            metadata = metadata.with_changes(cosa_op="onnx")
+            notes.append(f"{reason}; building from the standard export instead (the plugin node rewritten as "
+                         "standard ONNX ops, which compute the same region maps)")
+        if target == "onnxruntime":
+            result = build_onnxruntime(Path(onnx_path), Path(output), precision, metadata)
+        else:
+            result = build_tensorrt(Path(onnx_path), Path(output), precision, batch, workspace_gib, timing_cache,
+                                    metadata)
+    return BuildResult(result.engine, result.target, result.precision, result.details, tuple(notes))
+
+
+def plugin_unavailable(target: str) -> str | None:
+    """Why ``target`` cannot run the COSA plugin node here, or None where it can."""
     if target == "onnxruntime":
-        return build_onnxruntime(Path(onnx_path), Path(output), precision, metadata)
-    return build_tensorrt(Path(onnx_path), Path(output), precision, batch, workspace_gib, timing_cache, metadata)
+        return "ONNX Runtime has no kernel for the COSA plugin node"
+    import numpy
+
+    trt = require("tensorrt")
+    return plugin_problem(trt.__version__, numpy.__version__, importlib.util.find_spec("tensorrt.plugin") is not None)
+
+
+def standard_ops_copy(onnx_path: Path, destination: Path) -> Path:
+    """A copy of a `--cosa-op plugin` export with the plugin node in standard ops (see plugin_fallback)."""
+    onnx = require("onnx")
+    model = onnx.load(str(onnx_path))
+    replace_plugin_nodes(model)
+    metadata = ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, str(onnx_path))
+    del model.metadata_props[:]
+    for key, value in metadata.with_changes(cosa_op="onnx").to_props().items():
+        model.metadata_props.add(key=key, value=value)
+    atomic_write_bytes(destination, model.SerializeToString())
+    return destination
 
 
 def build_onnxruntime(onnx_path: Path, output: Path, precision: str, metadata: ModelMetadata) -> BuildResult:

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from .._optional import require
+from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
 from .base import Engine, TensorSpec
-from ..contract import INPUT_NAME, ModelMetadata
+from .plugin_fallback import PLUGIN_OP, replace_plugin_nodes
 
 
 def _providers(ort, requested: str) -> list[str]:  # noqa: ANN001
@@ -27,6 +28,19 @@ def _providers(ort, requested: str) -> list[str]:  # noqa: ANN001
     return names
 
 
+def _load_error(path: Path, exc: Exception) -> CosaEdgeError:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return CosaEdgeError(f"ONNX Runtime cannot load {path}: {first_line[:300]}. "
+                         "Is it an ONNX file from `cosa-edge export`?")
+
+
+def _with_standard_region_maps(path: Path) -> bytes:
+    onnx = require("onnx")
+    model = onnx.load(str(path))
+    replace_plugin_nodes(model)
+    return model.SerializeToString()
+
+
 class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
 
@@ -40,14 +54,23 @@ class OnnxRuntimeEngine(Engine):
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: warnings about unused initialisers are not the user's
+        chosen = _providers(ort, providers)
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=_providers(ort, providers))
+            session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
         except CosaEdgeError:
             raise
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CosaEdgeError(f"ONNX Runtime cannot load {path}: {first_line[:300]}. "
-                                "Is it an ONNX file from `cosa-edge export`?") from None
+            if PLUGIN_OP not in str(exc):
+                raise _load_error(path, exc) from None
+            # A `--cosa-op plugin` export: ONNX Runtime has no kernel for the TensorRT plugin node, so
+            # it runs the same computation as standard ops (tests check the two agree exactly).
+            try:
+                session = ort.InferenceSession(_with_standard_region_maps(path), sess_options=options,
+                                               providers=chosen)
+            except CosaEdgeError:
+                raise
+            except Exception as retry:
+                raise _load_error(path, retry) from None
         metadata = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
         super().__init__(path, metadata)
         self.session = session

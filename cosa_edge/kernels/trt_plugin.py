@@ -24,7 +24,7 @@ import numpy as np
 import tensorrt as trt
 import tensorrt.plugin as trtp
 
-from .cuda import BLOCK, KERNEL_NAMES, compile_ptx_for_driver, launch_on_device
+from .cuda import BLOCK, KERNEL_NAMES, compile_ptx_for_driver, launch_geometry, launch_on_device
 
 PLUGIN_NAMESPACE = "cosa_edge"
 PLUGIN_NAME = "CosaRegionMasks"
@@ -34,9 +34,23 @@ HAS_AOT = hasattr(trtp, "aot_impl")
 PTX_ARCH = "compute_75"
 
 
+def check_geometry(scores: trtp.TensorDesc, grid_h: int, grid_w: int) -> None:
+    """Refuse, at build time, shapes the kernel would get wrong without a word.
+
+    The kernel crops a map that does not tile into the grid and writes nothing for cells over its
+    64-pixel tile; pycuda and CuPy launches check this in launch_geometry, and so must the engine.
+    Only known sizes can be checked: the builder's first pass hands over placeholder shapes.
+    """
+    dims = scores.shape_expr
+    if any(d.is_fake or not d.is_constant for d in (dims[2], dims[3])):
+        return
+    launch_geometry((1, 2, dims[2].constant_value(), dims[3].constant_value()), (grid_h, grid_w))
+
+
 @trtp.register(PLUGIN_ID)
 def region_masks_description(scores: trtp.TensorDesc, grid_h: int, grid_w: int) -> trtp.TensorDesc:
     """(N, 2, H, W) FP32 or FP16 scores -> (N, 3, grid_h, grid_w) FP32 region fractions."""
+    check_geometry(scores, grid_h, grid_w)
     return trtp.from_shape_expr((scores.shape_expr[0], 3, grid_h, grid_w), dtype=trt.float32)
 
 
@@ -58,6 +72,7 @@ if HAS_AOT:
     @trtp.aot_impl(PLUGIN_ID)
     def region_masks_aot(scores: trtp.TensorDesc, grid_h: int, grid_w: int, outputs: Tuple[trtp.TensorDesc],
                          tactic: int) -> Tuple[bytes, bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]:
+        check_geometry(scores, grid_h, grid_w)
         dims = scores.shape_expr
         kernel = KERNEL_NAMES[np.dtype(np.float16 if scores.dtype == trt.float16 else np.float32)]
         launch = trtp.KernelLaunchParams()
