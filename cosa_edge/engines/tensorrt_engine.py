@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
+from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
 from .base import Engine, TensorSpec
-from ..contract import INPUT_NAME, ModelMetadata
 
 
 def sidecar_path(engine_path: Path) -> Path:
