@@ -11,7 +11,7 @@ import pytest
 from cosa_edge.errors import CosaEdgeError
 from cosa_edge.kernels.cuda import KERNEL_NAMES, compile_ptx, launch_geometry
 from cosa_edge.kernels.reference import region_maps
-from tests.test_regions import _scores, crafted_masks
+from tests.masks import crafted_masks, scores_for
 
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 
@@ -45,7 +45,7 @@ def test_kernel_equals_reference_exactly(dtype: type) -> None:
     if all(importlib.util.find_spec(m) is None for m in ("pycuda", "cupy")):
         pytest.skip("needs pycuda or CuPy to launch the kernel; neither is installed")
     kernel = CudaRegionMasks()
-    crafted = np.stack([_scores(m) for m in crafted_masks(256).values()]).astype(dtype)
+    crafted = np.stack([scores_for(m) for m in crafted_masks(256).values()]).astype(dtype)
     rng = np.random.default_rng(0)
     blobs = rng.standard_normal((3, 2, 256, 256)).astype(np.float32)
     import cv2

@@ -32,6 +32,7 @@ import pytest
 from cosa_edge.kernels.cuda import BLOCK
 from cosa_edge.kernels.reference import region_maps
 from tests.kernel_emulation import KernelLaunchError, gxx, half2float, kernel_source, run, sanitizer_unavailable
+from tests.masks import crafted_masks, disc, scores_for
 
 pytestmark = pytest.mark.skipif(gxx() is None, reason="g++ is not on PATH: it compiles the CPU emulation of "
                                                       "the CUDA kernel (apt-get install g++)")
@@ -41,45 +42,11 @@ BLOCKS = [BLOCK, (1, 1, 1), (2, 1, 1), (3, 1, 1), (32, 1, 1), (7, 5, 1), (4, 4, 
 
 
 # ---- inputs ---------------------------------------------------------------------------------------
-# The same shapes as tests/test_regions.py's crafted_masks() (which cannot be imported without torch),
-# scaled to any size.
-
-def _scores(lesion: np.ndarray) -> np.ndarray:
-    """Two-class scores (2, H, W) whose argmax is ``lesion``, with no ties."""
-    return np.stack([np.where(lesion, -1.0, 1.0), np.where(lesion, 1.0, -1.0)]).astype(np.float32)
-
-
-def _disc(size: int, centre: tuple[int, int], radius: int) -> np.ndarray:
-    yy, xx = np.mgrid[:size, :size]
-    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
-
-
-def crafted_masks(size: int = 64) -> dict[str, np.ndarray]:
-    empty = np.zeros((size, size), bool)
-    border = empty.copy()
-    border[: size * 5 // 16, size // 8: size * 5 // 8] = True  # touches the top edge
-    stripe = empty.copy()
-    stripe[:, 0] = True  # one pixel wide, along the left edge
-    one_pixel = empty.copy()
-    one_pixel[size // 2 - 2, size // 2 + 1] = True
-    corner = empty.copy()
-    corner[size - 9:, size - 9:] = True
-    return {
-        "empty": empty,
-        "full": np.ones((size, size), bool),
-        "touches_border": border,
-        "stripe_on_edge": stripe,
-        "two_lesions": _disc(size, (size // 4, size // 4), size // 8) | _disc(size, (size * 45 // 64, size * 44 // 64),
-                                                                              size * 11 // 64),
-        "one_pixel": one_pixel,
-        "corner": corner,
-    }
-
 
 def tie_scores(size: int = 64) -> np.ndarray:
     """A disc of lesion (scores 2 > 1), a disc of exact ties (1 == 1, background), background elsewhere."""
-    lesion = _disc(size, (size // 3, size // 3), size // 6)
-    tie = _disc(size, (size * 2 // 3, size * 2 // 3), size // 5)
+    lesion = disc(size, (size // 3, size // 3), size // 6)
+    tie = disc(size, (size * 2 // 3, size * 2 // 3), size // 5)
     return np.stack([np.ones((size, size)), np.where(lesion, 2.0, np.where(tie, 1.0, 0.0))]).astype(np.float32)
 
 
@@ -92,7 +59,7 @@ def smooth_scores(rng: np.random.Generator, n: int, height: int, width: int, sig
 def mixed_batch(size: int = 64, seed: int = 0) -> np.ndarray:
     """Crafted masks, ties, smooth blobs and pixel noise in one (N, 2, size, size) float32 batch."""
     rng = np.random.default_rng(seed)
-    crafted = [_scores(m) for m in crafted_masks(size).values()]
+    crafted = [scores_for(m) for m in crafted_masks(size).values()]
     return np.concatenate([np.stack([*crafted, tie_scores(size)]), smooth_scores(rng, 2, size, size),
                            rng.standard_normal((1, 2, size, size)).astype(np.float32)])
 
@@ -115,7 +82,7 @@ def test_half2float_is_exact_for_every_half() -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("name", [*crafted_masks(), "ties"])
 def test_crafted_masks(name: str, dtype: type, order: str) -> None:
-    scores = tie_scores() if name == "ties" else _scores(crafted_masks()[name])
+    scores = tie_scores() if name == "ties" else scores_for(crafted_masks()[name])
     check(scores[None].astype(dtype), (8, 8), block=BLOCK, order=order)
 
 
@@ -151,7 +118,7 @@ def test_tile_sizes(shape: tuple[int, int], cells: tuple[int, int], order: str) 
     rng = np.random.default_rng(height * 1000 + width)
     lesion = np.zeros((height, width), bool)
     lesion[height // 4: height // 2, width // 3: width * 3 // 4] = True
-    scores = np.concatenate([_scores(lesion)[None], smooth_scores(rng, 1, height, width, sigma=3.0)])
+    scores = np.concatenate([scores_for(lesion)[None], smooth_scores(rng, 1, height, width, sigma=3.0)])
     check(scores, cells, order=order)
     check(scores.astype(np.float16), cells, order=order)
 
@@ -189,11 +156,11 @@ def test_fp16_rounding_happens_before_the_kernel() -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_non_finite_scores(dtype: type) -> None:
     """NaN compares false (background); infinities compare as numbers, and inf == inf is a tie."""
-    scores = _scores(np.zeros((32, 32), bool))
-    scores[1][_disc(32, (8, 8), 5)] = np.nan
-    scores[0][_disc(32, (8, 24), 5)] = np.nan
-    scores[1][_disc(32, (24, 8), 5)] = np.inf
-    scores[:, _disc(32, (24, 24), 5)] = np.inf
+    scores = scores_for(np.zeros((32, 32), bool))
+    scores[1][disc(32, (8, 8), 5)] = np.nan
+    scores[0][disc(32, (8, 24), 5)] = np.nan
+    scores[1][disc(32, (24, 8), 5)] = np.inf
+    scores[:, disc(32, (24, 24), 5)] = np.inf
     scores[0, 28:, :4] = -np.inf
     expected = region_maps(scores[None], (4, 4))
     assert (expected[0, 1] > 0).any()  # the +inf disc is lesion, the rest background or margin
@@ -210,7 +177,7 @@ def test_cells_over_the_tile_limit_are_not_written() -> None:
     """Documents the kernel's silent limit: with cells of more than COSA_MAX_TILE (64) pixels every
     block returns at once and the output keeps whatever it held (NaN here). launch_geometry() in
     cosa_edge/kernels/cuda.py refuses such launches; the reference has no such limit."""
-    scores = _scores(_disc(130, (65, 65), 30))[None]
+    scores = scores_for(disc(130, (65, 65), 30))[None]
     assert np.isnan(run(scores, (2, 2))).all()
     assert np.isnan(run(scores, (1, 2))).all()  # 130 x 65: one side over the limit is enough
 
@@ -275,8 +242,8 @@ def mutant_input() -> np.ndarray:
     opposite shared-memory leftovers (lesion everywhere / nowhere), so a block that reads a tile
     entry before it is written this block reads a wrong value, whatever the run before left behind."""
     masks = crafted_masks(32)
-    return np.stack([_scores(masks["empty"]), _scores(masks["full"]), _scores(masks["two_lesions"]),
-                     tie_scores(32), _scores(masks["touches_border"]), _scores(masks["empty"])])
+    return np.stack([scores_for(masks["empty"]), scores_for(masks["full"]), scores_for(masks["two_lesions"]),
+                     tie_scores(32), scores_for(masks["touches_border"]), scores_for(masks["empty"])])
 
 
 def test_mutations_apply_to_the_kernel_as_it_is() -> None:

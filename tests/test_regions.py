@@ -6,43 +6,16 @@ import numpy as np
 import pytest
 
 from cosa_edge.kernels.reference import area_average, region_maps, region_maps_full
+from tests.masks import crafted_masks, disc, scores_for
 
 torch = pytest.importorskip("torch")
 from cosa_edge.model.regions import region_maps as torch_region_maps  # noqa: E402
 
 
-def _scores(lesion: np.ndarray) -> np.ndarray:
-    """Two-class scores whose argmax is ``lesion``."""
-    return np.stack([np.where(lesion, -1.0, 1.0), np.where(lesion, 1.0, -1.0)]).astype(np.float32)
-
-
-def _disc(size: int, centre: tuple[int, int], radius: int) -> np.ndarray:
-    yy, xx = np.mgrid[:size, :size]
-    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
-
-
-def crafted_masks(size: int = 64) -> dict[str, np.ndarray]:
-    empty = np.zeros((size, size), bool)
-    border = empty.copy()
-    border[:20, 10:40] = True  # touches the top edge
-    one_pixel = empty.copy()
-    one_pixel[30, 33] = True
-    corner = empty.copy()
-    corner[size - 9:, size - 9:] = True
-    return {
-        "empty": empty,
-        "full": np.ones((size, size), bool),
-        "touches_border": border,
-        "two_lesions": _disc(size, (16, 16), 8) | _disc(size, (45, 44), 11),
-        "one_pixel": one_pixel,
-        "corner": corner,
-    }
-
-
 @pytest.mark.parametrize("name", list(crafted_masks()))
 def test_torch_op_equals_reference_on_crafted_masks(name: str) -> None:
     lesion = crafted_masks()[name]
-    scores = _scores(lesion)
+    scores = scores_for(lesion)
     expected = region_maps(scores, grid=(8, 8))
     got = torch_region_maps(torch.from_numpy(scores)[None], grid=(8, 8))[0].numpy()
     np.testing.assert_array_equal(got, expected)
@@ -91,7 +64,7 @@ def test_margin_band_is_five_pixels_wide_around_a_straight_edge() -> None:
 
 
 def test_area_average_keeps_the_thin_margin_that_nearest_sampling_loses() -> None:
-    lesion = _disc(256, (128, 128), 60)
+    lesion = disc(256, (128, 128), 60)
     full = region_maps_full(lesion)
     cells = area_average(full, (8, 8))
     assert cells[2].sum() * 32 * 32 == pytest.approx(full[2].sum())  # area is conserved
