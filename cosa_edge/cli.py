@@ -7,8 +7,10 @@ on a machine without a training stack.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .contract import INTENDED_USE
 from .errors import CosaEdgeError
 
 DATA_HELP = ("Data set: phantom[:COUNT] (synthetic, no download), busi:PATH (BUSI's published layout), "
@@ -26,6 +29,18 @@ class FriendlyGroup(click.Group):
     """Turns the errors a user can fix into one line without a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from .engines.artifact import UnverifiedArtifactWarning
+
+        original = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            # cosa-edge's own warnings are sentences for the user: one line, without Python's file:line prefix.
+            if issubclass(category, UnverifiedArtifactWarning):
+                click.echo(f"warning: {message}", err=True)
+            else:
+                original(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
         try:
             return super().invoke(ctx)
         except CosaEdgeError as error:
@@ -33,10 +48,22 @@ class FriendlyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("\ninterrupted; finished epochs are saved, and --resume continues a training run", err=True)
             sys.exit(130)
+        finally:
+            warnings.showwarning = original
+
+
+def research_use(command: Callable[..., Any]) -> Callable[..., Any]:
+    """End a command's help with the intended use, from the one statement every artifact and report carries.
+
+    Put it directly above the function, so that click reads the docstring after this has extended it.
+    """
+    command.__doc__ = f"{inspect.cleandoc(command.__doc__ or '')}\n\n{INTENDED_USE}"
+    return command
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="cosa-edge")
+@research_use
 def cli() -> None:
     """MTL-COSA for breast ultrasound: train, evaluate, cross-validate, and deploy.
 
@@ -61,6 +88,9 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--pretrained", type=click.Path(dir_okay=False),
                      help="torchvision ImageNet checkpoint of the encoder (a local .pth file); default: from scratch."),
         click.option("--no-augment", is_flag=True, help="Train without augmentation."),
+        click.option("--include-normal", is_flag=True, default=None,
+                     help="Also lesion-free images (BUSI's normal/ folder; a fifth of the phantoms). They train the "
+                          "segmentation to answer 'no lesion' and choose the presence threshold on validation."),
         click.option("--no-amp", is_flag=True, help="No mixed precision on CUDA."),
     ]
     for option in reversed(options):
@@ -118,7 +148,10 @@ def train(preset: str, data_spec: str, run_dir: str, resume: bool, nproc_per_nod
               help="val: the images the run held out for validation (same seed and fraction); train: the others.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for metrics.json and tables.md.")
 @click.option("--device", default="auto", show_default=True)
-def evaluate(checkpoint: str, data_spec: str, split: str, out_dir: str | None, device: str) -> None:
+@click.option("--include-normal/--no-include-normal", default=None,
+              help="Score lesion-free images too (presence); default: as the run was trained.")
+def evaluate(checkpoint: str, data_spec: str, split: str, out_dir: str | None, device: str,
+             include_normal: bool | None) -> None:
     """Score a checkpoint with the paper's metrics on a data set."""
     from .data import load_dataset
     from .fileio import atomic_write_json
@@ -129,14 +162,17 @@ def evaluate(checkpoint: str, data_spec: str, split: str, out_dir: str | None, d
     from .train.loop import split_validation
 
     torch_device = resolve_device(device)
-    model, config, _ = load_model(Path(checkpoint), torch_device)
-    samples = load_dataset(data_spec, phantom_size=config.model.image_size, seed=config.seed)
+    model, config, payload = load_model(Path(checkpoint), torch_device)
+    include_normal = config.include_normal if include_normal is None else include_normal
+    samples = load_dataset(data_spec, phantom_size=config.model.image_size, seed=config.seed,
+                           include_normal=include_normal)
     if split != "all":
         train_part, val_part = split_validation(samples, config)
         samples = val_part if split == "val" else train_part
         if not samples:
             raise CosaEdgeError(f"the {split} split is empty (the run's val_fraction is {config.val_fraction})")
-    metrics = score(samples, predict(model, samples, config.model.image_size, torch_device, progress=True))
+    metrics = score(samples, predict(model, samples, config.model.image_size, torch_device, progress=True),
+                    payload.get("presence", {}).get("min_lesion_share"))
     click.echo(json.dumps(_rounded(metrics), indent=2))
     if out_dir:
         atomic_write_json(Path(out_dir) / "metrics.json", metrics)
@@ -182,7 +218,8 @@ def cv(preset: str, data_spec: str, folds: int, models: str | None, no_group_dup
         unknown = [m for m in architectures if m not in ARCHITECTURES]
         if unknown:
             raise CosaEdgeError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(ARCHITECTURES)}")
-    samples = load_dataset(data_spec, phantom_size=config.model.image_size, seed=config.seed)
+    samples = load_dataset(data_spec, phantom_size=config.model.image_size, seed=config.seed,
+                           include_normal=config.include_normal)
     result = cross_validate(config, samples, data_spec, Path(out_dir), folds=folds, architectures=architectures,
                             group_duplicates=not no_group_duplicates)
     click.echo((Path(out_dir) / "tables.md").read_text())
@@ -198,21 +235,29 @@ def cv(preset: str, data_spec: str, folds: int, models: str | None, no_group_dup
                    "for the TensorRT plugin (the CUDA kernel).")
 @click.option("--parity-data", default="phantom:8", show_default=True,
               help="Images for the ONNX Runtime vs PyTorch check (a data spec); 'none' skips it.")
-def export_command(checkpoint: str, output: str, opset: int, cosa_op: str, parity_data: str) -> None:
+@click.option("--cv-results", type=click.Path(dir_okay=False),
+              help="A `cosa-edge cv` results.json of the same architecture: its per-fold figures go into the model "
+                   "card (mean ± SD, min–max). Without it the card says that no cross-validated performance is attached.")
+@research_use
+def export_command(checkpoint: str, output: str, opset: int, cosa_op: str, parity_data: str,
+                   cv_results: str | None) -> None:
     """Export a checkpoint to ONNX and check it against PyTorch.
 
     \b
     The engine contract: input 'image' float32 (N, 1, S, S) grey levels 0..255 of the
     resized frame (normalisation is inside the graph); outputs 'lesion_probability'
     (N, 1, S, S) and 'class_probabilities' (N, 2). Metadata (architecture, input size,
-    classes, normalisation, weights hash, training data) is stored in the model.
+    classes, normalisation, weights hash, training data, graph hash, model card) is
+    stored in the model; the model card is also written beside it as MODEL.card.md.
     """
     from .data import load_dataset
     from .export.onnx_export import export_onnx
     from .export.parity import check_export_parity
 
-    result = export_onnx(Path(checkpoint), Path(output), opset=opset, cosa_op=cosa_op)
-    click.echo(f"wrote {output} ({result.metadata.architecture}, {result.metadata.input_size}px, opset {opset})")
+    result = export_onnx(Path(checkpoint), Path(output), opset=opset, cosa_op=cosa_op,
+                         cv_results=Path(cv_results) if cv_results else None)
+    click.echo(f"wrote {output} ({result.metadata.architecture}, {result.metadata.input_size}px, opset {opset}) "
+               f"and its model card {result.card}")
     if parity_data == "none":
         return
     samples = load_dataset(parity_data, progress=False, phantom_size=result.metadata.input_size)
@@ -235,9 +280,14 @@ def export_command(checkpoint: str, output: str, opset: int, cosa_op: str, parit
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache (default: beside the engine).")
 @click.option("--check-data", default="phantom:8", show_default=True,
               help="Images to compare the engine with the FP32 model on (a data spec); 'none' skips it.")
+@research_use
 def build_engine_command(onnx_model: str, output: str, target: str | None, precision: str | None, batch: str,
                          workspace: float, timing_cache: str | None, check_data: str) -> None:
-    """Build an engine from an exported ONNX model and check it against the FP32 model."""
+    """Build an engine from an exported ONNX model and check it against the FP32 model.
+
+    The engine records its own hash (the graph hash of an ONNX Runtime model, the plan's SHA-256 in a
+    TensorRT engine's sidecar), which is checked whenever it is loaded.
+    """
     from .data import load_dataset
     from .engines import open_engine
     from .engines.build import BatchRange, build_engine, default_target, describe
@@ -277,9 +327,15 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
 @click.option("--smooth", type=click.FloatRange(0.01, 1.0), default=1.0, show_default=True,
               help="Exponential smoothing of the class probability over frames (1 = off; 0.3 steadies the label).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the engine.")
+@research_use
 def infer(source: str, engine_path: str, backend: str | None, out: str | None, results: str | None, roi: str | None,
           batch_size: int, realtime: bool, smooth: float, threads: int | None) -> None:
-    """Run an engine over ultrasound video or images; write an annotated video and per-frame JSONL."""
+    """Run an engine over ultrasound video or images; write an annotated video and per-frame JSONL.
+
+    The engine's hash is checked on load. The JSONL starts with a header record (engine name and hash,
+    model, thresholds, source file name, start time; no folder names) and every frame record carries the
+    engine's hash.
+    """
     from .backends import backend_for, open_engine
     from .stream.run import infer_source, parse_roi
 

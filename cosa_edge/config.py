@@ -48,6 +48,8 @@ class TrainConfig:
     device: str = "auto"
     #: Write last.pt every this many epochs (and always after the last one); resume restarts from it.
     save_every: int = 1
+    #: Train with lesion-free images too (BUSI's normal/, a fifth of phantoms): segmentation loss only.
+    include_normal: bool = False
 
     def replace(self, **changes: Any) -> TrainConfig:
         model_changes = {k: v for k, v in changes.items() if k in _MODEL_FIELDS and v is not None}

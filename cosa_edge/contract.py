@@ -25,6 +25,9 @@ INPUT_NAME = "image"
 LESION_OUTPUT = "lesion_probability"
 CLASS_OUTPUT = "class_probabilities"
 
+#: What the model may be used for, in every artifact, report, annotated frame and in --help.
+INTENDED_USE = "Research use only, not for clinical diagnosis."
+
 #: The engine contract, written into every artifact and the docs.
 CONTRACT = (
     f"input '{INPUT_NAME}': float32 (N, 1, S, S), grey levels 0..255 of the frame resized to S x S "
@@ -53,6 +56,18 @@ class ModelMetadata:
     training_data: dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"
     cosa_op: str = "onnx"  # "onnx": standard ops; "plugin": the cosa_edge::CosaRegionMasks custom node
+    # Lesion presence: a frame holds a lesion only where the mask covers at least this share of the region
+    # of interest ({"min_lesion_share": float, "chosen_on": how it was chosen}); below it, no class is given.
+    presence: dict[str, Any] = field(default_factory=dict)
+    # Temperature scaling of the class logits, applied inside the graph ({"temperature": T, "fitted_on": ...}).
+    calibration: dict[str, Any] = field(default_factory=dict)
+    intended_use: str = INTENDED_USE
+    # SHA-256 of the ONNX model with its metadata left out (cosa_edge.engines.artifact): written by every writer,
+    # checked on load. In a TensorRT sidecar it is the hash of the ONNX model the plan was built from (the plan's
+    # own is the sidecar's build.plan_sha256). Empty in models written before cosa-edge hashed them.
+    graph_sha256: str = ""
+    # The model card (Markdown) written at export (cosa_edge.export.model_card), also beside the model as .card.md.
+    model_card: str = ""
     contract: str = CONTRACT
 
     def to_props(self) -> dict[str, str]:

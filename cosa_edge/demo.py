@@ -11,6 +11,7 @@ import numpy as np
 
 from . import CLASS_NAMES
 from .config import load_preset
+from .contract import INTENDED_USE
 from .data import Sample, load_dataset
 from .errors import CosaEdgeError
 from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -68,7 +69,7 @@ def run_demo(out_dir: Path, data_spec: str = "phantom:60", epochs: int = 8, imag
         plot_roc({"mtl_cosa": (predictions.labels, predictions.probabilities[:, 0])}, out_dir / "roc.png", "ROC (held-out)")
 
     tables = build_tables({"mtl_cosa": {"aggregate": aggregate([metrics])}}, data_spec)
-    lines = ["# cosa-edge demo\n",
+    lines = ["# cosa-edge demo\n", f"*{INTENDED_USE}*\n",
              f"MTL-COSA ({config.model.encoder}, {image_size}x{image_size}) trained from scratch for {epochs} epochs "
              f"on `{data_spec}` ({len(samples)} images, {len(val_samples)} held out), "
              f"in {time.perf_counter() - started:.0f} s on {torch_device}.\n",

@@ -86,7 +86,7 @@ def test_cli_infer_and_bench(exported_onnx: Path, trained_checkpoint: Path, tmp_
                                  str(tmp_path / "o.mp4"), "--results", str(tmp_path / "o.jsonl"), "--smooth", "0.5"])
     assert result.exit_code == 0, result.output
     assert "processed 12 of 12 frames" in result.output
-    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 12
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 1 + 12  # the header, then one record a frame
     result = runner.invoke(cli, ["bench", "--engine", str(exported_onnx), "--baseline", str(trained_checkpoint),
                                  "--report", str(tmp_path / "rep"), "--batch", "1,2", "--iterations", "3",
                                  "--warmup", "1", "--video", str(video)])

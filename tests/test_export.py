@@ -65,11 +65,14 @@ def test_parity_with_pytorch_on_busi_images(exported_onnx: Path, trained_checkpo
 def test_parity_check_catches_a_different_model(exported_onnx: Path, trained_checkpoint: Path, tmp_path: Path) -> None:
     import torch
 
-    from cosa_edge.train.checkpoint import load_checkpoint
+    from cosa_edge.train.checkpoint import load_checkpoint, load_model, weights_sha256
 
     payload = load_checkpoint(trained_checkpoint)
     payload["model"] = {k: (v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v) for k, v in payload["model"].items()}
     tampered = tmp_path / "tampered.pt"
+    torch.save(payload, tampered)
+    # Another model, not a changed file: its own weights hash, so that the checkpoint's hash check passes.
+    payload["weights_sha256"] = weights_sha256(load_model(tampered)[0])
     torch.save(payload, tampered)
     with pytest.raises(CosaEdgeError, match="disagrees with PyTorch"):
         check_export_parity(exported_onnx, tampered, make_phantom_dataset(4, seed=1, size=(64, 64)))

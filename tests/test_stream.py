@@ -17,8 +17,8 @@ from cosa_edge.stream.postprocess import ProbabilitySmoother, summarise
 from cosa_edge.stream.run import infer_source, parse_roi
 from cosa_edge.stream.sources import FrameSource
 
-RECORD_KEYS = {"index", "timestamp", "class_probabilities", "smoothed_probabilities", "predicted_class",
-               "lesion_area_px", "lesion_share_of_roi", "bbox", "latency_ms"}
+NO_LESION_KEYS = {"index", "timestamp", "status", "lesion_area_px", "lesion_share_of_roi", "bbox", "latency_ms"}
+RECORD_KEYS = NO_LESION_KEYS | {"malignancy_score", "class_probabilities", "smoothed_probabilities", "predicted_class"}
 
 
 class FakeEngine(Engine):
@@ -57,9 +57,11 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_offline_keeps_every_frame_in_order(video: Path, tmp_path: Path) -> None:
     engine = FakeEngine()
     stats = infer_source(str(video), engine, tmp_path / "out.mp4", tmp_path / "out.jsonl", batch_size=4, progress=False)
-    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()[1:]]  # after the header
     assert [r["index"] for r in records] == list(range(40)) and stats.frames_processed == 40
-    assert all(set(r) == RECORD_KEYS for r in records)
+    # The JSONL writer adds the engine's hash; a frame without a lesion carries no class.
+    assert all(set(r) == (RECORD_KEYS if r["status"] == "lesion" else NO_LESION_KEYS) | {"engine_sha256"}
+               for r in records)
     assert max(engine.batches) > 1  # batching happened
     capture = cv2.VideoCapture(str(tmp_path / "out.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 40
@@ -72,14 +74,14 @@ def test_offline_keeps_every_frame_in_order(video: Path, tmp_path: Path) -> None
 def test_batching_does_not_change_results(video: Path, tmp_path: Path) -> None:
     infer_source(str(video), FakeEngine(), None, tmp_path / "b1.jsonl", batch_size=1, progress=False)
     infer_source(str(video), FakeEngine(), None, tmp_path / "b8.jsonl", batch_size=8, progress=False)
-    strip = lambda text: [{k: v for k, v in json.loads(l).items() if k != "latency_ms"} for l in text.splitlines()]  # noqa: E731
+    strip = lambda text: [{k: v for k, v in json.loads(l).items() if k != "latency_ms"} for l in text.splitlines()[1:]]  # noqa: E731
     assert strip((tmp_path / "b1.jsonl").read_text()) == strip((tmp_path / "b8.jsonl").read_text())
 
 
 def test_realtime_skips_stale_frames_behind_a_slow_engine(video: Path, tmp_path: Path) -> None:
     # The file plays at 100 frames/s; the engine takes 40 ms a frame, so most frames must be skipped.
     stats = infer_source(str(video), FakeEngine(delay=0.04), None, tmp_path / "rt.jsonl", realtime=True, progress=False)
-    indices = [json.loads(line)["index"] for line in (tmp_path / "rt.jsonl").read_text().splitlines()]
+    indices = [json.loads(line)["index"] for line in (tmp_path / "rt.jsonl").read_text().splitlines()[1:]]
     assert stats.frames_skipped > 10
     assert stats.frames_processed + stats.frames_skipped == stats.frames_read == 40
     assert indices == sorted(indices) and len(indices) == stats.frames_processed
@@ -107,7 +109,7 @@ def test_engine_failure_still_closes_outputs(video: Path, tmp_path: Path) -> Non
 
     with pytest.raises(RuntimeError, match="device lost"):
         infer_source(str(video), Failing(), tmp_path / "o.mp4", tmp_path / "o.jsonl", progress=False)
-    lines = (tmp_path / "o.jsonl").read_text().splitlines()
+    lines = (tmp_path / "o.jsonl").read_text().splitlines()[1:]  # after the header
     assert 1 <= len(lines) <= 3 and [json.loads(l)["index"] for l in lines] == list(range(len(lines)))  # noqa: E741
     assert cv2.VideoCapture(str(tmp_path / "o.mp4")).read()[0]
 

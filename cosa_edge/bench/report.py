@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from ..contract import INTENDED_USE
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .runner import BenchResult
 from .stats import LatencySummary
@@ -24,7 +25,7 @@ def method_text(method: dict[str, Any]) -> str:
 
 def markdown_report(results: list[BenchResult], system: dict[str, Any], pipeline: dict[str, Any] | None,
                     baseline_name: str | None, method: dict[str, Any] | None = None) -> str:
-    lines = ["# cosa-edge latency report", "",
+    lines = ["# cosa-edge latency report", "", f"*{INTENDED_USE}*", "",
              f"CPU: {system['cpu']} ({system['cpu_cores']} cores); GPU: {', '.join(system['gpus']) or 'none'}; "
              f"Python {system['python']}; " + ", ".join(f"{k} {v}" for k, v in system["libraries"].items()), ""]
     ratio_note = f"ratio: median latency over {baseline_name}'s at the same batch size (below 1 is faster)" \
@@ -96,7 +97,8 @@ def write_report(results: list[BenchResult], out_dir: Path, system: dict[str, An
                  baseline_name: str | None = None, method: dict[str, Any] | None = None) -> list[Path]:
     """report.json, report.md and two plots in ``out_dir``; ``method`` holds the options the numbers came from."""
     out_dir = Path(out_dir)
-    atomic_write_json(out_dir / "report.json", {"system": system, "method": method, "baseline": baseline_name,
+    atomic_write_json(out_dir / "report.json", {"intended_use": INTENDED_USE, "system": system, "method": method,
+                                                "baseline": baseline_name,
                                                 "results": [r.to_dict() for r in results], "pipeline": pipeline})
     atomic_write_text(out_dir / "report.md", markdown_report(results, system, pipeline, baseline_name, method))
     _plot(results, out_dir / "latency.png", "latency")

@@ -3,9 +3,11 @@
     Dataset_BUSI_with_GT/
       benign/     benign (N).png, benign (N)_mask.png[, benign (N)_mask_1.png, ...]
       malignant/  malignant (N).png, malignant (N)_mask.png, ...
-      normal/     (no lesion; left out, as in the MTL-COSA paper)
+      normal/     normal (N).png, normal (N)_mask.png (empty): no lesion
 
-An image with several masks has one lesion: the union of them.
+An image with several masks has one lesion: the union of them. The normal images are
+left out by default, as in the MTL-COSA paper; ``include_normal=True`` reads them as
+lesion-free samples (label NO_LESION), which train the segmentation to answer "no lesion".
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import CLASS_NAMES
+from .. import CLASS_NAMES, NO_LESION, NO_LESION_NAME
 from ..errors import CosaEdgeError
 from .imageio import read_grey, union_of_masks
 from .sample import Sample
@@ -41,11 +43,16 @@ def _natural_key(path: Path) -> tuple[str, int]:
     return (path.stem.split("(")[0], int(match.group(1)) if match else -1)
 
 
-def load_busi(path: Path, progress: bool = True) -> list[Sample]:
-    """Read every benign and malignant image of BUSI with the union of its masks."""
+def load_busi(path: Path, progress: bool = True, include_normal: bool = False) -> list[Sample]:
+    """Read every benign and malignant image of BUSI with the union of its masks (and the normal ones if asked)."""
     root = find_busi_root(Path(path))
     image_paths: list[tuple[Path, int]] = []
-    for label, class_name in enumerate(CLASS_NAMES):
+    folders = [(label, name) for label, name in enumerate(CLASS_NAMES)]
+    if include_normal:
+        if not (root / NO_LESION_NAME).is_dir():
+            raise CosaEdgeError(f"--include-normal: BUSI folder {root} has no {NO_LESION_NAME}/ sub-folder")
+        folders.append((NO_LESION, NO_LESION_NAME))
+    for label, class_name in folders:
         folder = root / class_name
         images = sorted((p for p in folder.glob("*.png") if not _MASK_SUFFIX.search(p.stem)), key=_natural_key)
         image_paths.extend((p, label) for p in images)
@@ -60,7 +67,11 @@ def load_busi(path: Path, progress: bool = True) -> list[Sample]:
         if not mask_paths:
             raise CosaEdgeError(f"image {image_path} has no mask ({image_path.stem}_mask.png); add it or remove the image")
         mask = union_of_masks(mask_paths, image.shape)
-        samples.append(Sample(name=f"{CLASS_NAMES[label]}/{image_path.stem}", image=image, mask=mask, label=label,
+        if label == NO_LESION and mask.any():
+            raise CosaEdgeError(f"{image_path} is in BUSI's normal/ folder but its mask marks a lesion; "
+                                "move it to benign/ or malignant/, or clear the mask")
+        folder_name = image_path.parent.name
+        samples.append(Sample(name=f"{folder_name}/{image_path.stem}", image=image, mask=mask, label=label,
                               source="busi", extra={"path": str(image_path), "masks": str(len(mask_paths))}))
     return samples
 

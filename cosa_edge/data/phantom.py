@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import BENIGN, MALIGNANT
+from .. import BENIGN, MALIGNANT, NO_LESION
 from ..errors import CosaEdgeError
 from .sample import Sample
 
@@ -123,26 +123,45 @@ def render_bmode(echo: np.ndarray, speckle: np.ndarray, rng: np.random.Generator
 
 
 def make_phantom(seed: int, label: int | None = None, size: tuple[int, int] = (256, 256)) -> Sample:
-    """One phantom image with one lesion; the same seed gives the same image and mask."""
+    """One phantom image with one lesion, or none for ``label=NO_LESION``; the same seed gives the same image."""
     rng = np.random.default_rng(seed)
     height, width = size
     if label is None:
         label = int(rng.integers(0, 2))
     lesion_size = rng.uniform(0.2, 0.4) * min(height, width)
     centre = (rng.uniform(0.3, 0.7) * width, rng.uniform(0.4, 0.6) * height)
-    lesion = make_lesion(rng, label, centre, lesion_size)
-    mask = lesion.mask(height, width)
-    echo = add_lesion(tissue_echogenicity(rng, height, width), mask, label, rng)
+    if label == NO_LESION:
+        # Healthy tissue only: the same texture, no lesion drawn (the lesion's draws keep the stream aligned).
+        make_lesion(rng, BENIGN, centre, lesion_size)
+        mask = np.zeros((height, width), bool)
+        echo = tissue_echogenicity(rng, height, width)
+    else:
+        lesion = make_lesion(rng, label, centre, lesion_size)
+        mask = lesion.mask(height, width)
+        echo = add_lesion(tissue_echogenicity(rng, height, width), mask, label, rng)
     image = render_bmode(echo, speckle_field(rng, height, width), rng)
     return Sample(name=f"phantom_{seed:05d}", image=image, mask=mask, label=label, source="phantom")
 
 
+def _spread(count: int, fraction: float) -> np.ndarray:
+    """A bool array with about ``fraction`` of ``count`` set, spread evenly (no run of one kind)."""
+    return np.arange(count) * fraction % 1.0 + fraction >= 1.0 - 1e-9
+
+
 def make_phantom_dataset(count: int, seed: int = 0, size: tuple[int, int] = (256, 256),
-                         malignant_fraction: float = 1 / 3) -> list[Sample]:
-    """``count`` phantoms with about BUSI's class balance (a third malignant) unless told otherwise."""
+                         malignant_fraction: float = 1 / 3, normal_fraction: float = 0.0) -> list[Sample]:
+    """``count`` phantoms with about BUSI's class balance (a third of the lesions malignant) unless told otherwise.
+
+    ``normal_fraction`` of them hold no lesion (label NO_LESION), spread evenly among the others.
+    """
     if count < 1:
         raise CosaEdgeError(f"a phantom data set needs at least one image, not {count}")
-    labels = (np.arange(count) * malignant_fraction % 1.0 + malignant_fraction >= 1.0 - 1e-9).astype(int)
+    if not 0.0 <= normal_fraction < 1.0:
+        raise CosaEdgeError(f"the share of lesion-free phantoms must lie in [0, 1), not {normal_fraction}")
+    normal = _spread(count, normal_fraction) if normal_fraction else np.zeros(count, bool)
+    malignant = _spread(int((~normal).sum()), malignant_fraction)
+    labels = np.full(count, NO_LESION)
+    labels[~normal] = malignant.astype(int)
     return [make_phantom(seed * 100_003 + i, label=int(labels[i]), size=size) for i in range(count)]
 
 

@@ -19,8 +19,16 @@ DATA_SPEC_HELP = (
 _LOADERS = {"busi": load_busi, "udiat": load_udiat, "folder": load_folder}
 
 
-def load_dataset(spec: str, progress: bool = True, phantom_size: int = 256, seed: int = 0) -> list[Sample]:
-    """Load the data set that ``spec`` names; see :data:`DATA_SPEC_HELP`."""
+#: The share of lesion-free phantoms with include_normal, about BUSI's (133 normal of 780 images).
+PHANTOM_NORMAL_FRACTION = 0.2
+
+
+def load_dataset(spec: str, progress: bool = True, phantom_size: int = 256, seed: int = 0,
+                 include_normal: bool = False) -> list[Sample]:
+    """Load the data set that ``spec`` names; see :data:`DATA_SPEC_HELP`.
+
+    ``include_normal``: also lesion-free images (BUSI's normal/ folder; a fifth of the phantoms).
+    """
     kind, _, argument = spec.partition(":")
     kind = kind.strip().lower()
     if kind == "phantom":
@@ -28,11 +36,15 @@ def load_dataset(spec: str, progress: bool = True, phantom_size: int = 256, seed
             count = int(argument) if argument else 96
         except ValueError:
             raise CosaEdgeError(f"data spec {spec!r}: phantom takes a count, e.g. phantom:96") from None
-        return make_phantom_dataset(count, seed=seed, size=(phantom_size, phantom_size))
+        return make_phantom_dataset(count, seed=seed, size=(phantom_size, phantom_size),
+                                    normal_fraction=PHANTOM_NORMAL_FRACTION if include_normal else 0.0)
     if kind in _LOADERS:
         if not argument:
             raise CosaEdgeError(f"data spec {spec!r} needs a path, e.g. {kind}:/data/{kind}")
-        samples = _LOADERS[kind](Path(argument).expanduser(), progress=progress)
+        if include_normal and kind != "busi":
+            raise CosaEdgeError(f"--include-normal reads lesion-free images from busi: and phantom: data, not {kind}:")
+        options = {"include_normal": True} if include_normal else {}
+        samples = _LOADERS[kind](Path(argument).expanduser(), progress=progress, **options)
         if not samples:
             raise CosaEdgeError(f"data set {spec!r} is empty")
         return samples

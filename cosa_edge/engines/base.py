@@ -12,6 +12,7 @@ import numpy as np
 
 from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
+from .artifact import Integrity
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class Engine(abc.ABC):
     """A loaded model: ``infer`` takes a float32 (N, 1, S, S) batch of grey levels and returns named outputs."""
 
     backend: str = ""
+    #: What the loader checked of the file (its hash, and whether one was recorded to check against); each
+    #: backend sets it after its check, and the audit records (the JSONL header) read it.
+    integrity: Integrity | None = None
 
     def __init__(self, path: Path, metadata: ModelMetadata) -> None:
         self.path = Path(path)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import platform
@@ -26,6 +27,7 @@ from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_bytes, atomic_write_json
 from ..kernels.trt_compat import plugin_problem
+from .artifact import read_verified_onnx, write_model_with_metadata
 from .fp16 import convert_to_fp16, fp32_node_names
 from .plugin_fallback import replace_plugin_nodes
 from .tensorrt_engine import sidecar_path
@@ -94,6 +96,7 @@ def build_engine(onnx_path: Path, output: Path, target: str | None = None, preci
     if precision not in ("fp16", "fp32"):
         raise CosaEdgeError(f"--precision must be fp16 or fp32, not {precision!r}")
     metadata = read_onnx_metadata(Path(onnx_path))
+    read_verified_onnx(Path(onnx_path))  # a changed export is refused before anything is built from it
     if metadata.precision != "fp32":
         raise CosaEdgeError(f"{onnx_path} is already {metadata.precision}; build from the FP32 export")
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,13 +128,10 @@ def plugin_unavailable(target: str) -> str | None:
 def standard_ops_copy(onnx_path: Path, destination: Path) -> Path:
     """A copy of a `--cosa-op plugin` export with the plugin node in standard ops (see plugin_fallback)."""
     onnx = require("onnx")
-    model = onnx.load(str(onnx_path))
+    model = onnx.load_from_string(read_verified_onnx(onnx_path))  # a changed model is refused, not re-hashed
     replace_plugin_nodes(model)
     metadata = ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, str(onnx_path))
-    del model.metadata_props[:]
-    for key, value in metadata.with_changes(cosa_op="onnx").to_props().items():
-        model.metadata_props.add(key=key, value=value)
-    atomic_write_bytes(destination, model.SerializeToString())
+    write_model_with_metadata(model, metadata.with_changes(cosa_op="onnx"), destination)  # a new graph, a new hash
     return destination
 
 
@@ -142,6 +142,8 @@ def build_onnxruntime(onnx_path: Path, output: Path, precision: str, metadata: M
     if output.suffix.lower() != ".onnx":
         raise CosaEdgeError(f"an ONNX Runtime engine is an .onnx file; name the output {output.with_suffix('.onnx')}")
     started = time.perf_counter()
+    # Refuse a changed model before optimising it: the engine written below gets a fresh hash of its own.
+    read_verified_onnx(onnx_path)
     with tempfile.TemporaryDirectory() as tmp:
         source = onnx_path
         if precision == "fp16":
@@ -155,12 +157,10 @@ def build_onnxruntime(onnx_path: Path, output: Path, precision: str, metadata: M
         options.log_severity_level = 3
         ort.InferenceSession(str(source), sess_options=options, providers=["CPUExecutionProvider"])
         optimised = onnx.load(options.optimized_model_filepath)
-    del optimised.metadata_props[:]
-    for key, value in metadata.to_props().items():
-        optimised.metadata_props.add(key=key, value=value)
-    atomic_write_bytes(output, optimised.SerializeToString())
+    # ONNX Runtime's optimised graph differs from its source: it is hashed as written.
+    metadata = write_model_with_metadata(optimised, metadata, output)
     details = {"onnxruntime_version": ort.__version__, "optimisation": "ORT_ENABLE_EXTENDED",
-               "seconds": round(time.perf_counter() - started, 2)}
+               "seconds": round(time.perf_counter() - started, 2), "graph_sha256": metadata.graph_sha256}
     return BuildResult(engine=output, target="onnxruntime", precision=precision, details=details)
 
 
@@ -269,7 +269,8 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, batch: BatchRa
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise CosaEdgeError(f"TensorRT failed to build an engine from {onnx_path}; rerun with more --workspace or fp32")
-    atomic_write_bytes(output, bytes(serialized))
+    plan = bytes(serialized)
+    atomic_write_bytes(output, plan)
     atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     build = {
         "tensorrt_version": trt.__version__, "gpu": cuda.device_name, "compute_capability": list(cuda.compute_capability),
@@ -278,6 +279,8 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, batch: BatchRa
         "workspace_gib": workspace_gib, "timing_cache": str(cache_path), "plugin_aot": plugin_aot,
         "hardware_compatible": False, "version_compatible": False,
         "seconds": round(time.perf_counter() - started, 1), "host": platform.node(), "cosa_edge_version": __version__,
+        # The plan is opaque: its loader checks the file's SHA-256 against this one (tensorrt_engine.check_plan).
+        "plan_sha256": hashlib.sha256(plan).hexdigest(),
     }
     cuda.close()
     atomic_write_json(sidecar_path(output), {"metadata": metadata.with_changes(precision=precision).to_props(),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .._optional import require
 from ..contract import ModelMetadata
-from ..fileio import atomic_write_bytes
+from .artifact import read_verified_onnx, write_model_with_metadata
 
 FP32_OPS = ("Softmax",)
 REGION_SCOPE = "/model/cosa/"
@@ -62,16 +62,12 @@ def convert_to_fp16(source: Path, destination: Path) -> ModelMetadata:
     """Write an FP16 copy of ``source`` with FP32 inputs and outputs (the engine contract is unchanged)."""
     onnx = require("onnx")
     float16 = require("onnxconverter_common.float16")
-    model = onnx.load(str(source))
+    model = onnx.load_from_string(read_verified_onnx(source))  # a changed model is refused, not converted and re-hashed
     metadata = ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, str(source))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # one warning per tiny weight truncated to FP16's range
         converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(FP32_OPS),
                                                      node_block_list=fp32_node_names(model))
     _restore_fp32_resize_scales(converted)
-    metadata = metadata.with_changes(precision="fp16")
-    del converted.metadata_props[:]
-    for key, value in metadata.to_props().items():
-        converted.metadata_props.add(key=key, value=value)
-    atomic_write_bytes(destination, converted.SerializeToString())
-    return metadata
+    # A new graph: it gets its own graph hash.
+    return write_model_with_metadata(converted, metadata.with_changes(precision="fp16"), destination)

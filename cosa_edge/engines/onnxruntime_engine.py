@@ -10,6 +10,7 @@ import numpy as np
 from .._optional import require
 from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
+from .artifact import verify_onnx_bytes
 from .base import Engine, TensorSpec
 from .plugin_fallback import PLUGIN_OP, replace_plugin_nodes
 
@@ -34,9 +35,9 @@ def _load_error(path: Path, exc: Exception) -> CosaEdgeError:
                          "Is it an ONNX file from `cosa-edge export`?")
 
 
-def _with_standard_region_maps(path: Path) -> bytes:
+def _with_standard_region_maps(data: bytes) -> bytes:
     onnx = require("onnx")
-    model = onnx.load(str(path))
+    model = onnx.load_from_string(data)
     replace_plugin_nodes(model)
     return model.SerializeToString()
 
@@ -55,8 +56,14 @@ class OnnxRuntimeEngine(Engine):
             options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: warnings about unused initialisers are not the user's
         chosen = _providers(ort, providers)
+        # Read once, check the graph hash, and give ONNX Runtime these same bytes: what runs is what was checked.
+        data = path.read_bytes()
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+            integrity = verify_onnx_bytes(data, path)
+        except ValueError as exc:  # not protobuf at all
+            raise _load_error(path, exc) from None
+        try:
+            session = ort.InferenceSession(data, sess_options=options, providers=chosen)
         except CosaEdgeError:
             raise
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
@@ -65,7 +72,7 @@ class OnnxRuntimeEngine(Engine):
             # A `--cosa-op plugin` export: ONNX Runtime has no kernel for the TensorRT plugin node, so
             # it runs the same computation as standard ops (tests check the two agree exactly).
             try:
-                session = ort.InferenceSession(_with_standard_region_maps(path), sess_options=options,
+                session = ort.InferenceSession(_with_standard_region_maps(data), sess_options=options,
                                                providers=chosen)
             except CosaEdgeError:
                 raise
@@ -73,6 +80,7 @@ class OnnxRuntimeEngine(Engine):
                 raise _load_error(path, retry) from None
         metadata = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
         super().__init__(path, metadata)
+        self.integrity = integrity  # the graph hash checked above, for audit records (the JSONL header)
         self.session = session
         names = [i.name for i in session.get_inputs()]
         if names != [INPUT_NAME]:

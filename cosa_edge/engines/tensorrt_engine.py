@@ -6,6 +6,7 @@ calls go through :class:`cosa_edge.kernels.cuda.PycudaRuntime`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 from .._optional import require
 from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
+from .artifact import Integrity, check_sha256
 from .base import Engine, TensorSpec
 
 
@@ -46,6 +48,13 @@ def check_compatible(build: dict[str, Any], trt_version: str, gpu_name: str, cap
                             f"({'.'.join(map(str, capability))}); rebuild it here with `cosa-edge build-engine`")
 
 
+def check_plan(plan: bytes, sidecar: dict[str, Any], engine_path: Path) -> Integrity:
+    """The plan's SHA-256 against the one its sidecar recorded at build time; a changed plan is refused."""
+    recorded = sidecar.get("build", {}).get("plan_sha256", "")
+    return check_sha256(hashlib.sha256(plan).hexdigest(), recorded, engine_path, "built",
+                        "build it again with `cosa-edge build-engine`")
+
+
 class TensorRTEngine(Engine):
     backend = "tensorrt"
 
@@ -58,6 +67,9 @@ class TensorRTEngine(Engine):
             raise CosaEdgeError(f"engine {path} does not exist")
         sidecar = read_sidecar(path)
         metadata = ModelMetadata.from_props(sidecar.get("metadata", {}), str(sidecar_path(path)))
+        # Read once and checked before anything runs; the same bytes are deserialised below.
+        plan = path.read_bytes()
+        self.integrity = check_plan(plan, sidecar, path)
         self.cuda = PycudaRuntime(device)
         check_compatible(sidecar.get("build", {}), trt.__version__, self.cuda.device_name, self.cuda.compute_capability, path)
         if metadata.cosa_op == "plugin" and not sidecar.get("build", {}).get("plugin_aot", False):
@@ -66,7 +78,7 @@ class TensorRTEngine(Engine):
         self._trt = trt
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        engine = self.runtime.deserialize_cuda_engine(plan)
         if engine is None:
             raise CosaEdgeError(f"TensorRT could not deserialise {path}: it is corrupt or was built by another "
                                 "TensorRT version or for another GPU; rebuild it with `cosa-edge build-engine`")

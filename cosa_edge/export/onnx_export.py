@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,12 +23,14 @@ from .. import __version__
 from .._optional import require
 from ..contract import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, ModelMetadata
 from ..data.preprocess import DEFAULT_NORMALISATION, Normalisation
+from ..engines.artifact import SerializedModel
 from ..errors import CosaEdgeError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_text
 from ..model import CLS_LOGITS, SEG_LOGITS
 from ..model.cosa import COSA
 from ..model.regions import region_maps
-from ..train.checkpoint import load_model
+from .model_card import build_model_card, card_path, read_cv_results
+from .torch_engine import load_verified_model
 
 DEFAULT_OPSET = 17
 PLUGIN_DOMAIN = "cosa_edge"
@@ -35,14 +38,27 @@ PLUGIN_NAME = "CosaRegionMasks"
 
 
 class DeployModule(nn.Module):
-    """The trained model behind the engine contract: grey levels in, probabilities out."""
+    """The trained model behind the engine contract: grey levels in, probabilities out.
 
-    def __init__(self, model: nn.Module, norm: Normalisation = DEFAULT_NORMALISATION) -> None:
+    ``temperature``: the class logits are divided by it before the softmax (temperature scaling,
+    fitted on validation data: cosa_edge/calibration.py), so every engine exported from this module
+    gives the same calibrated probabilities.
+    """
+
+    def __init__(self, model: nn.Module, norm: Normalisation = DEFAULT_NORMALISATION, temperature: float = 1.0) -> None:
         super().__init__()
+        if not temperature > 0:
+            raise CosaEdgeError(f"the calibration temperature must be positive, not {temperature}")
         self.model = model
         self.scale = 1.0 / (255.0 * norm.std)
         self.shift = norm.mean / norm.std
+        self.temperature = float(temperature)
         self.tasks = tuple(model.tasks)
+
+    @classmethod
+    def of_checkpoint(cls, model: nn.Module, payload: dict[str, Any]) -> DeployModule:
+        """The module with the checkpoint's own calibration (temperature 1 where none was fitted)."""
+        return cls(model, temperature=float(payload.get("calibration", {}).get("temperature", 1.0)))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.model(image * self.scale - self.shift)
@@ -53,7 +69,9 @@ class DeployModule(nn.Module):
             logits = outputs[SEG_LOGITS]
             results.append(torch.sigmoid(logits[:, 1:2] - logits[:, 0:1]))
         if CLS_LOGITS in outputs:
-            results.append(F.softmax(outputs[CLS_LOGITS], dim=1))
+            logits = outputs[CLS_LOGITS]
+            # No division at temperature 1: the graph stays what it was before calibration existed.
+            results.append(F.softmax(logits / self.temperature if self.temperature != 1.0 else logits, dim=1))
         return tuple(results)
 
     @property
@@ -98,11 +116,18 @@ def cosa_op_as_plugin(model: nn.Module) -> Iterator[None]:
 @dataclass(frozen=True)
 class ExportResult:
     path: Path
-    metadata: ModelMetadata
+    metadata: ModelMetadata  # as written: graph_sha256 and model_card set
+    card: Path | None = None  # the model card beside the model
 
 
-def export_onnx(checkpoint: Path, output: Path, *, opset: int = DEFAULT_OPSET, cosa_op: str = "onnx") -> ExportResult:
-    """Export a checkpoint to ONNX (dynamic batch axis), check it with onnx.checker, write it atomically."""
+def export_onnx(checkpoint: Path, output: Path, *, opset: int = DEFAULT_OPSET, cosa_op: str = "onnx",
+                cv_results: Path | None = None) -> ExportResult:
+    """Export a checkpoint to ONNX (dynamic batch axis), check it with onnx.checker, write it atomically.
+
+    The model carries its metadata, its graph hash and its model card (:mod:`.model_card`), which is also
+    written beside it as ``<model>.card.md``; ``cv_results`` (a `cosa-edge cv` results.json) adds
+    cross-validated figures to the card.
+    """
     # Through require, first: a machine without onnx gets the one-line "install the export extra",
     # not a traceback, and before a checkpoint is loaded for nothing.
     onnx = require("onnx")
@@ -110,8 +135,9 @@ def export_onnx(checkpoint: Path, output: Path, *, opset: int = DEFAULT_OPSET, c
         raise CosaEdgeError(f"--cosa-op must be onnx or plugin, not {cosa_op!r}")
     if opset < 17:
         raise CosaEdgeError(f"opset {opset} is too old; use 17 or newer")
-    model, config, payload = load_model(Path(checkpoint))
-    deploy = DeployModule(model).eval()
+    model, config, payload, _ = load_verified_model(Path(checkpoint))  # refuses changed weights
+    cv = read_cv_results(Path(cv_results), config.model.architecture) if cv_results else None
+    deploy = DeployModule.of_checkpoint(model, payload).eval()
     if cosa_op == "plugin" and config.model.architecture != "mtl_cosa":
         raise CosaEdgeError(f"--cosa-op plugin needs an mtl_cosa model; this checkpoint is {config.model.architecture}")
     size = config.model.image_size
@@ -128,11 +154,14 @@ def export_onnx(checkpoint: Path, output: Path, *, opset: int = DEFAULT_OPSET, c
     metadata = ModelMetadata(
         architecture=config.model.architecture, encoder=config.model.encoder, input_size=size, outputs=tuple(names),
         cosa_edge_version=__version__, weights_sha256=payload.get("weights_sha256", ""),
-        training_data=payload.get("data", {}), cosa_op=cosa_op,
+        training_data=payload.get("data", {}), cosa_op=cosa_op, presence=payload.get("presence", {}),
+        calibration=payload.get("calibration", {}),
     )
-    for key, value in metadata.to_props().items():
-        proto.metadata_props.add(key=key, value=value)
     proto.producer_name, proto.producer_version = "cosa-edge", __version__
     onnx.checker.check_model(proto, full_check=cosa_op == "onnx")
-    atomic_write_bytes(output, proto.SerializeToString())
-    return ExportResult(path=Path(output), metadata=metadata)
+    # Serialized once: the card names the graph hash, and is stored in the metadata, which the hash leaves out.
+    serialized = SerializedModel.of(proto)
+    card = build_model_card(metadata, payload, cv, graph_sha256=serialized.sha256)
+    metadata = serialized.write(Path(output), metadata.with_changes(model_card=card))
+    atomic_write_text(card_path(output), card)
+    return ExportResult(path=Path(output), metadata=metadata, card=card_path(output))

@@ -10,13 +10,29 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .. import __version__
 from .._optional import require
 from ..contract import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, ModelMetadata
+from ..engines.artifact import Integrity, check_sha256
 from ..engines.base import Engine, TensorSpec
+
+
+def load_verified_model(path: Path, device: str = "cpu") -> tuple[Any, Any, dict[str, Any], Integrity]:
+    """``load_model``, with the loaded weights' hash checked against the one the checkpoint recorded.
+
+    The state dict is hashed as loaded into the model (``weights_sha256``, as at save time), so a weight
+    changed in the file, or a model that does not load it faithfully, is refused.
+    """
+    from ..train.checkpoint import load_model, weights_sha256
+
+    model, config, payload = load_model(Path(path), device)
+    integrity = check_sha256(weights_sha256(model), payload.get("weights_sha256", ""), Path(path), "saved",
+                             "use the checkpoint as training wrote it, or train again")
+    return model, config, payload, integrity
 
 
 class TorchEngine(Engine):
@@ -24,19 +40,19 @@ class TorchEngine(Engine):
 
     def __init__(self, path: Path, device: str = "cpu", threads: int | None = None) -> None:
         torch = require("torch")  # first, so that a missing torch is one line naming the extra
-        from ..train.checkpoint import load_model
         from .onnx_export import DeployModule
 
         if threads:
             torch.set_num_threads(threads)
-        model, config, payload = load_model(Path(path), device)
+        model, config, payload, self.integrity = load_verified_model(Path(path), device)
         self._torch = torch
         self.device = torch.device(device)
-        self.module = DeployModule(model).to(self.device).eval()
+        self.module = DeployModule.of_checkpoint(model, payload).to(self.device).eval()
         metadata = ModelMetadata(architecture=config.model.architecture, encoder=config.model.encoder,
                                  input_size=config.model.image_size, outputs=tuple(self.module.output_names),
                                  cosa_edge_version=__version__, weights_sha256=payload.get("weights_sha256", ""),
-                                 training_data=payload.get("data", {}))
+                                 training_data=payload.get("data", {}), presence=payload.get("presence", {}),
+                                 calibration=payload.get("calibration", {}))
         super().__init__(path, metadata)
 
     @property

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..contract import INTENDED_USE
 from ..fileio import atomic_write_json, atomic_write_text
 from ..metrics import CLASSIFICATION_KEYS, SEGMENTATION_KEYS
 from . import paper
@@ -102,7 +103,8 @@ def write_tables(results: dict[str, dict[str, Any]], data_spec: str, out_dir: Pa
         "table2_classification": "Table 2. Tumour classification (%), BENIGN as the positive class (the paper's convention)",
         "table2_clinical": "Clinical convention: MALIGNANT as the positive class (%)",
     }
-    markdown = [preamble.rstrip() + "\n"] if preamble else []
+    # Every report says what the figures may be used for, first.
+    markdown = [f"*{INTENDED_USE}*\n", *([preamble.rstrip() + "\n"] if preamble else [])]
     written = []
     for name, (header, rows) in tables.items():
         markdown.append(f"### {titles[name]}\n\n{_markdown_table(header, rows)}")
@@ -113,5 +115,5 @@ def write_tables(results: dict[str, dict[str, Any]], data_spec: str, out_dir: Pa
         atomic_write_text(out_dir / f"{name}.csv", buffer.getvalue())
         written.append(out_dir / f"{name}.csv")
     atomic_write_text(out_dir / "tables.md", "\n".join(markdown))
-    atomic_write_json(out_dir / "results.json", {"data": data_spec, "results": results})
+    atomic_write_json(out_dir / "results.json", {"data": data_spec, "intended_use": INTENDED_USE, "results": results})
     return [out_dir / "tables.md", out_dir / "results.json", *written]

@@ -1,22 +1,44 @@
-"""Drawing results onto frames: tumour contour, margin band, label with probability, frame rate."""
+"""Drawing results onto frames: lesion contour, margin band, malignancy score or "no lesion", frame rate.
+
+Colours carry no verdict: one neutral contour colour whatever the class (no green "benign", no
+red "malignant"), the score as a number, and colours from the Okabe-Ito palette, which readers
+with the common colour-vision deficiencies tell apart. Every annotated frame says what the
+model is for (:data:`cosa_edge.contract.INTENDED_USE`).
+"""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from ..contract import INTENDED_USE
 from ..kernels.reference import region_maps_full
-from .postprocess import FrameResult, Roi
+from .postprocess import NO_LESION_STATUS, FrameResult, Roi
 
-COLOURS = {"benign": (80, 200, 80), "malignant": (60, 60, 230), "": (200, 200, 200)}  # BGR
-MARGIN_TINT = (0, 200, 255)
+# BGR, from the Okabe-Ito palette: sky blue for the lesion contour, orange for the margin band.
+CONTOUR_COLOUR = (233, 180, 86)
+MARGIN_TINT = (0, 159, 230)
+TEXT_COLOUR = (255, 255, 255)
+
+
+def frame_label(result: FrameResult) -> str:
+    """What the frame says in words: a malignancy score only where there is a lesion."""
+    if result.status == NO_LESION_STATUS:
+        return "no lesion"
+    score = result.malignancy_score
+    return "lesion" if score is None else f"lesion: malignancy score {score:.2f}"
+
+
+def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
+    # A dark outline under light text stays readable on any grey level of the image.
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOUR, 1, cv2.LINE_AA)
 
 
 def draw_overlay(image: np.ndarray, result: FrameResult, roi: Roi, fps: float | None = None) -> np.ndarray:
     """A BGR copy of the frame with the result drawn on it (the frame keeps its size)."""
     canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
     x, y, w, h = roi
-    colour = COLOURS.get(result.predicted, COLOURS[""])
     if result.lesion_area_px and result.bbox is not None:
         # Work on the lesion's bounding box plus the band's reach only: the rest of the frame is untouched,
         # which keeps the overlay's cost proportional to the lesion, not to the frame.
@@ -33,15 +55,10 @@ def draw_overlay(image: np.ndarray, result: FrameResult, roi: Roi, fps: float | 
         blended = (patch[margin] * 0.6 + np.array(MARGIN_TINT, np.float32) * 0.4).astype(np.uint8)
         patch[margin] = blended
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(patch, contours, -1, colour, 2, lineType=cv2.LINE_AA)
-    probs = result.smoothed or result.probabilities
-    if result.predicted:
-        label = f"{result.predicted} {max(probs):.2f}"
-        cv2.putText(canvas, label, (x + 8, y + 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(canvas, label, (x + 8, y + 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 1, cv2.LINE_AA)
-    if fps is not None:
-        text = f"{fps:.1f} fps"
-        cv2.putText(canvas, text, (x + 8, y + h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.drawContours(patch, contours, -1, CONTOUR_COLOUR, 2, lineType=cv2.LINE_AA)
+    _text(canvas, frame_label(result), (x + 8, y + 24), 0.6)
+    footer = INTENDED_USE if fps is None else f"{fps:.1f} fps  {INTENDED_USE}"
+    _text(canvas, footer, (x + 8, y + h - 10), 0.4)
     if (x, y) != (0, 0) or (w, h) != canvas.shape[1::-1]:
         cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), (120, 120, 120), 1)
     return canvas

@@ -27,6 +27,7 @@ import numpy as np
 from ..contract import CLASS_OUTPUT, LESION_OUTPUT, stack_frames
 from ..data import resize_grey
 from ..engines.base import Engine
+from ..presence import DEFAULT_MIN_LESION_SHARE
 from .overlay import draw_overlay
 from .postprocess import FrameResult, ProbabilitySmoother, Roi, frame_roi, summarise
 from .sources import Frame, FrameSource
@@ -93,6 +94,8 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
     inferred: queue.Queue = queue.Queue(maxsize=queue_size)
     size = engine.input_size
     smoother = ProbabilitySmoother(smoothing) if smoothing < 1.0 else None
+    # The engine's own presence threshold (chosen on its validation data), else the default.
+    min_lesion_share = float(engine.metadata.presence.get("min_lesion_share", DEFAULT_MIN_LESION_SHARE))
     fps_window: list[float] = []
 
     def read() -> None:
@@ -168,9 +171,9 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
                 break
             frame, region, lesion, classes = item
             t0 = time.perf_counter()
-            smoothed = smoother(classes) if smoother is not None and classes is not None else None
             latency = (time.perf_counter() - frame.captured_at) * 1e3
-            result = summarise(frame.index, frame.timestamp, lesion, classes, region, latency, smoothed)
+            result = summarise(frame.index, frame.timestamp, lesion, classes, region, latency, smoother,
+                               min_lesion_share)
             now = time.perf_counter()
             fps_window = [t for t in fps_window if now - t < 1.0] + [now]
             overlay = draw_overlay(frame.image, result, region, fps=len(fps_window)) if draw else frame.image

@@ -8,31 +8,49 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .. import CLASS_NAMES
+from .. import CLASS_NAMES, MALIGNANT
+from ..presence import DEFAULT_MIN_LESION_SHARE, lesion_present
 
 Roi = tuple[int, int, int, int]  # x, y, w, h
+
+
+LESION, NO_LESION_STATUS = "lesion", "no_lesion"
 
 
 @dataclass
 class FrameResult:
     index: int
     timestamp: float
+    status: str  # "lesion", or "no_lesion": then no class is given (the classifier knows only lesions)
     probabilities: list[float]
     smoothed: list[float] | None
-    predicted: str
+    predicted: str  # "" where no class is given
     lesion_area_px: int
     lesion_share_of_roi: float
     bbox: list[int] | None  # x, y, w, h in frame pixels
     latency_ms: float
     mask: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0), bool))  # ROI-sized, not serialised
 
+    @property
+    def malignancy_score(self) -> float | None:
+        """The (smoothed, where smoothing is on) probability of malignancy; None without a lesion or a classifier."""
+        probs = self.smoothed or self.probabilities
+        if self.status != LESION or not probs or not np.isfinite(probs[MALIGNANT]):
+            return None
+        return float(probs[MALIGNANT])
+
     def record(self) -> dict[str, Any]:
-        return {"index": self.index, "timestamp": round(self.timestamp, 4),
+        record: dict[str, Any] = {"index": self.index, "timestamp": round(self.timestamp, 4), "status": self.status}
+        if self.status == LESION and self.predicted:
+            record.update({
+                "malignancy_score": round(self.malignancy_score, 6),
                 "class_probabilities": dict(zip(CLASS_NAMES, [round(p, 6) for p in self.probabilities])),
-                "smoothed_probabilities": dict(zip(CLASS_NAMES, [round(p, 6) for p in self.smoothed])) if self.smoothed else None,
-                "predicted_class": self.predicted, "lesion_area_px": self.lesion_area_px,
-                "lesion_share_of_roi": round(self.lesion_share_of_roi, 6), "bbox": self.bbox,
-                "latency_ms": round(self.latency_ms, 3)}
+                "smoothed_probabilities": dict(zip(CLASS_NAMES, [round(p, 6) for p in self.smoothed]))
+                if self.smoothed else None,
+                "predicted_class": self.predicted})
+        record.update({"lesion_area_px": self.lesion_area_px, "lesion_share_of_roi": round(self.lesion_share_of_roi, 6),
+                       "bbox": self.bbox, "latency_ms": round(self.latency_ms, 3)})
+        return record
 
 
 class ProbabilitySmoother:
@@ -51,6 +69,10 @@ class ProbabilitySmoother:
     def __call__(self, probabilities: np.ndarray) -> np.ndarray:
         self.state = probabilities if self.state is None else self.alpha * probabilities + (1 - self.alpha) * self.state
         return self.state
+
+    def reset(self) -> None:
+        """Forget the past: a frame without a lesion ends the run of frames a verdict was smoothed over."""
+        self.state = None
 
 
 def frame_roi(shape: tuple[int, ...], roi: Roi | None) -> Roi:
@@ -72,18 +94,31 @@ def lesion_mask_in_roi(lesion_probability: np.ndarray, roi: Roi) -> np.ndarray:
 
 
 def summarise(index: int, timestamp: float, lesion_probability: np.ndarray | None, class_probabilities: np.ndarray | None,
-              roi: Roi, latency_ms: float, smoothed: np.ndarray | None = None) -> FrameResult:
+              roi: Roi, latency_ms: float, smoother: ProbabilitySmoother | None = None,
+              min_lesion_share: float = DEFAULT_MIN_LESION_SHARE) -> FrameResult:
+    """One frame's result. A class is given only where the mask holds a lesion of at least ``min_lesion_share``
+    of the ROI; otherwise the status is "no_lesion" and the smoother (if any) starts afresh."""
     x, y, w, h = roi
     mask = lesion_mask_in_roi(lesion_probability, roi) if lesion_probability is not None else np.zeros((h, w), bool)
     area = int(np.count_nonzero(mask))
+    share = area / float(w * h)
+    # A model without a segmentation head cannot say whether there is a lesion; it is taken at its word.
+    present = lesion_probability is None or lesion_present(share, min_lesion_share)
     bbox = None
-    if area:
+    if area and present:
         bx, by, bw, bh = cv2.boundingRect(mask.astype(np.uint8))
         bbox = [int(bx + x), int(by + y), int(bw), int(bh)]
     probs = class_probabilities if class_probabilities is not None else np.full(len(CLASS_NAMES), np.nan)
+    smoothed = None
+    if smoother is not None:
+        if present and class_probabilities is not None:
+            smoothed = smoother(class_probabilities)
+        else:
+            smoother.reset()
     decisive = smoothed if smoothed is not None else probs
-    return FrameResult(index=index, timestamp=timestamp, probabilities=[float(p) for p in probs],
+    predicted = CLASS_NAMES[int(np.nanargmax(decisive))] if present and np.isfinite(decisive).any() else ""
+    return FrameResult(index=index, timestamp=timestamp, status=LESION if present else NO_LESION_STATUS,
+                       probabilities=[float(p) for p in probs],
                        smoothed=[float(p) for p in smoothed] if smoothed is not None else None,
-                       predicted=CLASS_NAMES[int(np.nanargmax(decisive))] if np.isfinite(decisive).any() else "",
-                       lesion_area_px=area, lesion_share_of_roi=area / float(w * h), bbox=bbox,
-                       latency_ms=latency_ms, mask=mask)
+                       predicted=predicted, lesion_area_px=area, lesion_share_of_roi=share, bbox=bbox,
+                       latency_ms=latency_ms, mask=mask if present else np.zeros_like(mask))

@@ -83,15 +83,21 @@ class ImageSink:
 
 
 class JsonlSink:
-    def __init__(self, path: Path) -> None:
+    """One JSON record a line. ``header``: the first line (the run's audit header); ``fields``: merged into every
+    record written after it (e.g. the engine's hash, so that each record says which model produced it)."""
+
+    def __init__(self, path: Path, header: dict[str, Any] | None = None, fields: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         check_writable(self.path)
         self.partial = _partial_name(self.path)
         self.handle: TextIO = self.partial.open("w", encoding="utf-8")
-        self.records = 0
+        self.fields = dict(fields or {})
+        self.records = 0  # frame records, the header not counted
+        if header is not None:
+            self.handle.write(json.dumps(header) + "\n")
 
     def write(self, record: dict[str, Any]) -> None:
-        self.handle.write(json.dumps(record) + "\n")
+        self.handle.write(json.dumps({**record, **self.fields}) + "\n")
         self.records += 1
 
     def close(self) -> None:

@@ -1,7 +1,10 @@
 """k-fold cross-validation as in the paper: train on k-1 folds, test on the k-th, average.
 
 Each fold trains for the configured number of epochs and is scored with its
-last checkpoint; no test fold is ever used to choose an epoch. A fold that
+last checkpoint; no test fold is ever used to choose an epoch. A validation
+split of the training folds fits the temperature of the class probabilities
+and chooses the lesion-presence threshold (with lesion-free images); the test
+fold's reliability is reported before and after that temperature. A fold that
 already has ``metrics.json`` is not trained again, and a fold that was
 interrupted resumes from its ``last.pt``: rerunning the same command finishes
 an interrupted cross-validation.
@@ -17,7 +20,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .. import BENIGN
+from .. import BENIGN, NO_LESION
+from ..calibration import apply_temperature, reliability
 from ..config import TrainConfig
 from ..data import Sample
 from ..data.splits import near_duplicate_groups, stratified_folds
@@ -27,9 +31,13 @@ from ..report.roc import plot_roc
 from ..report.tables import aggregate, write_tables
 from .checkpoint import load_model
 from .distributed import resolve_device
-from .evaluate import predict, score
+from .evaluate import Predictions, predict, score
 from .loop import train
 from .runner import data_summary
+
+
+#: The share of each training fold held out to fit the temperature and choose the presence threshold.
+CALIBRATION_VAL_FRACTION = 0.15
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ class CVResult:
 
 def make_folds(samples: list[Sample], k: int, seed: int, group_duplicates: bool) -> list[dict[str, Any]]:
     groups = near_duplicate_groups(samples) if group_duplicates else None
-    folds = stratified_folds([s.label for s in samples], k=k, seed=seed, groups=groups)
+    folds = stratified_folds([s.stratum for s in samples], k=k, seed=seed, groups=groups)
     return [{"index": f.index, "test": [samples[i].name for i in f.test]} for f in folds]
 
 
@@ -53,12 +61,27 @@ def _fold_indices(samples: list[Sample], fold: dict[str, Any]) -> tuple[list[int
     return [i for i, s in enumerate(samples) if s.name not in test_names], test
 
 
+def test_fold_calibration(samples: list[Sample], predictions: Predictions,
+                          calibration: dict[str, Any]) -> dict[str, Any]:
+    """The test fold's reliability before and after the temperature fitted on the training folds' validation split."""
+    lesion = np.array([s.has_lesion for s in samples], bool)
+    if predictions.probabilities is None or not lesion.any():
+        return {}
+    probabilities, labels = predictions.probabilities[lesion], predictions.labels[lesion]
+    temperature = float(calibration.get("temperature", 1.0))
+    return {"calibration": {"temperature": temperature, "fitted_on": calibration.get("fitted_on", "none"),
+                            "before": reliability(probabilities, labels),
+                            "after": reliability(apply_temperature(probabilities, temperature), labels)}}
+
+
 def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, out_dir: Path, *, folds: int = 5,
                    architectures: list[str] | None = None, group_duplicates: bool = True,
                    progress: bool = True) -> CVResult:
     out_dir = Path(out_dir)
     architectures = architectures or [config.model.architecture]
-    config = config.replace(val_fraction=0.0)
+    # Scored with each fold's last epoch, so no validation split is needed to pick an epoch; a validation
+    # split of the training folds (never the test fold) fits the temperature and the presence threshold.
+    config = config.replace(val_fraction=config.val_fraction or CALIBRATION_VAL_FRACTION)
     device = resolve_device(config.device)
     folds_file = out_dir / "folds.json"
     if folds_file.exists():
@@ -84,16 +107,22 @@ def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, o
                 train_idx, test_idx = _fold_indices(samples, fold)
                 train(arch_config, [samples[i] for i in train_idx], fold_dir, resume=True,
                       data_summary=data_summary(data_spec, samples), progress=progress)
-                model, _, _ = load_model(fold_dir / "last.pt", device)
+                model, _, payload = load_model(fold_dir / "last.pt", device)
                 test_samples = [samples[i] for i in test_idx]
                 predictions = predict(model, test_samples, arch_config.model.image_size, device)
                 atomic_write_json(fold_dir / "predictions.json", predictions.to_records())
-                atomic_write_json(metrics_file, score(test_samples, predictions))
+                min_share = payload.get("presence", {}).get("min_lesion_share")
+                metrics = score(test_samples, predictions, min_share)
+                metrics.update(test_fold_calibration(test_samples, predictions, payload.get("calibration", {})))
+                if "presence" in payload:
+                    metrics["presence_chosen_on"] = payload["presence"].get("chosen_on", "")
+                atomic_write_json(metrics_file, metrics)
             per_fold.append(json.loads(metrics_file.read_text()))
             records = json.loads((fold_dir / "predictions.json").read_text())
-            if records and "probabilities" in records[0]:
-                labels_all.append(np.array([r["label"] for r in records]))
-                scores_all.append(np.array([r["probabilities"][BENIGN] for r in records]))
+            classified = [r for r in records if r["label"] != NO_LESION]  # lesion-free images have no class
+            if classified and "probabilities" in classified[0]:
+                labels_all.append(np.array([r["label"] for r in classified]))
+                scores_all.append(np.array([r["probabilities"][BENIGN] for r in classified]))
         results[architecture] = {"folds": per_fold, "aggregate": aggregate(per_fold)}
         if labels_all:
             curves[architecture] = (np.concatenate(labels_all), np.concatenate(scores_all))

@@ -16,6 +16,7 @@ from ..data import Sample, preprocess
 from ..metrics import (auc, classification_metrics, clinical_metrics, mean_segmentation_metrics, roc_curve,
                        segmentation_metrics_one)
 from ..model import CLS_LOGITS, SEG_LOGITS
+from ..presence import DEFAULT_MIN_LESION_SHARE, lesion_share, presence_metrics
 
 
 @dataclass
@@ -64,19 +65,39 @@ def predict(model: nn.Module, samples: list[Sample], image_size: int, device: to
     )
 
 
-def score(samples: list[Sample], predictions: Predictions) -> dict[str, Any]:
-    """The paper's metrics for whichever tasks the predictions cover."""
+def presence_of(samples: list[Sample], predictions: Predictions) -> tuple[list[float], list[bool]]:
+    """Each image's predicted lesion share and whether it truly holds a lesion."""
+    if predictions.masks is None:
+        return [], []
+    return [lesion_share(m) for m in predictions.masks], [s.has_lesion for s in samples]
+
+
+def score(samples: list[Sample], predictions: Predictions, min_lesion_share: float | None = None) -> dict[str, Any]:
+    """The paper's metrics for whichever tasks the predictions cover.
+
+    Segmentation and classification are scored on the images that hold a lesion (the paper's metrics
+    divide by the lesion's area, and a lesion-free image has no class). Where lesion-free images are
+    present, lesion presence is scored too, at ``min_lesion_share`` (the default without one).
+    """
+    lesion = np.array([s.has_lesion for s in samples], bool)
     result: dict[str, Any] = {"images": len(samples)}
+    if not lesion.all():
+        result["lesion_free_images"] = int((~lesion).sum())
     if predictions.masks is not None:
-        per_image = [segmentation_metrics_one(m, s.mask) for m, s in zip(predictions.masks, samples)]
-        result["segmentation"] = mean_segmentation_metrics(per_image)
-    if predictions.probabilities is not None:
-        labels = predictions.labels
-        predicted = predictions.probabilities.argmax(axis=1)
+        per_image = [segmentation_metrics_one(m, s.mask) for m, s in zip(predictions.masks, samples) if s.has_lesion]
+        if per_image:
+            result["segmentation"] = mean_segmentation_metrics(per_image)
+        if not lesion.all():
+            shares, truth = presence_of(samples, predictions)
+            threshold = DEFAULT_MIN_LESION_SHARE if min_lesion_share is None else min_lesion_share
+            result["presence"] = presence_metrics(shares, truth, threshold)
+    if predictions.probabilities is not None and lesion.any():
+        labels = predictions.labels[lesion]
+        predicted = predictions.probabilities[lesion].argmax(axis=1)
         result["classification_paper"] = classification_metrics(labels, predicted, positive=BENIGN)
         result["classification_clinical"] = clinical_metrics(labels, predicted)
         if len(set(labels.tolist())) == 2:
-            fpr, tpr, _ = roc_curve(labels, predictions.probabilities[:, BENIGN], positive=BENIGN)
+            fpr, tpr, _ = roc_curve(labels, predictions.probabilities[lesion][:, BENIGN], positive=BENIGN)
             result["auc"] = auc(fpr, tpr)
     return result
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -26,16 +27,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from .. import NO_LESION
+from ..calibration import calibrate
 from ..config import TrainConfig
 from ..data import Sample, class_counts
 from ..data.splits import stratified_holdout
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_json, atomic_write_text, json_safe
 from ..model import CLS_LOGITS, SEG_LOGITS, build_model
+from ..presence import DEFAULT_MIN_LESION_SHARE, choose_min_lesion_share
 from .checkpoint import load_checkpoint, parameters_sha256, save_checkpoint
 from .dataset import SegClsDataset
 from .distributed import DistContext, resolve_device
-from .evaluate import predict, score, selection_score
+from .evaluate import Predictions, predict, presence_of, score, selection_score
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,19 @@ class TrainResult:
 
 def multitask_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor,
                    config: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """alpha * CE(segmentation) + beta * CE(classification) (paper Eq. 1); one term for single-task models."""
+    """alpha * CE(segmentation) + beta * CE(classification) (paper Eq. 1); one term for single-task models.
+
+    Lesion-free images (label NO_LESION) count in the segmentation term only: they have no class.
+    """
     terms: dict[str, torch.Tensor] = {}
     if SEG_LOGITS in outputs:
         terms["seg_loss"] = F.cross_entropy(outputs[SEG_LOGITS].float(), masks)
     if CLS_LOGITS in outputs:
-        terms["cls_loss"] = F.cross_entropy(outputs[CLS_LOGITS].float(), labels)
+        logits = outputs[CLS_LOGITS].float()
+        known = labels != NO_LESION
+        # A batch of lesion-free images only still passes through the classifier (0 x its logits), so that
+        # every parameter gets a gradient, as DistributedDataParallel expects of each step.
+        terms["cls_loss"] = F.cross_entropy(logits[known], labels[known]) if known.any() else logits.sum() * 0.0
     if len(terms) == 2:
         loss = config.seg_weight * terms["seg_loss"] + config.cls_weight * terms["cls_loss"]
     else:
@@ -71,10 +82,21 @@ def multitask_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, labels
     return loss, {k: float(v.detach()) for k, v in terms.items()}
 
 
+def fit_calibration(samples: list[Sample], predictions: Predictions) -> dict[str, Any] | None:
+    """Temperature scaling fitted on the validation images that hold a lesion; None without any."""
+    if predictions.probabilities is None:
+        return None
+    lesion = np.array([s.has_lesion for s in samples], bool)
+    if not lesion.any():
+        return None
+    return calibrate(predictions.probabilities[lesion], predictions.labels[lesion],
+                     fitted_on=f"validation: {int(lesion.sum())} lesion images")
+
+
 def split_validation(samples: list[Sample], config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
     if config.val_fraction <= 0:
         return samples, []
-    train_idx, val_idx = stratified_holdout([s.label for s in samples], config.val_fraction, seed=config.seed)
+    train_idx, val_idx = stratified_holdout([s.stratum for s in samples], config.val_fraction, seed=config.seed)
     if not train_idx:
         raise CosaEdgeError("the validation split left no training images; lower --val-fraction or add data")
     return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
@@ -166,6 +188,14 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
         _truncate_log(run_dir / "log.jsonl", start_epoch)
     summary = {**(data_summary or {}), "train_counts": class_counts(train_samples), "val_counts": class_counts(val_samples)}
     last_metrics: dict[str, Any] = {}
+    # The presence threshold of the checkpoint being written: chosen on each validation pass, else the default.
+    presence: dict[str, Any] = {"min_lesion_share": DEFAULT_MIN_LESION_SHARE,
+                                "chosen_on": "default: training had no validation split"}
+    # Temperature 1 (the raw softmax) until a validation pass fits one.
+    calibration: dict[str, Any] = {"temperature": 1.0, "fitted_on": "none: training had no validation split"}
+    if previous is not None:
+        presence = previous.get("presence", presence)
+        calibration = previous.get("calibration", calibration)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else contextlib.nullcontext
 
     for epoch in range(start_epoch, config.epochs):
@@ -193,8 +223,12 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
 
         if ctx.is_main:
             if val_samples:
-                last_metrics = score(val_samples, predict(model, val_samples, config.model.image_size, ctx.device))
-                record["val"] = last_metrics
+                predictions = predict(model, val_samples, config.model.image_size, ctx.device)
+                presence = choose_min_lesion_share(*presence_of(val_samples, predictions)) \
+                    if predictions.masks is not None else presence
+                calibration = fit_calibration(val_samples, predictions) or calibration
+                last_metrics = score(val_samples, predictions, presence["min_lesion_share"])
+                record["val"] = {**last_metrics, "calibration": calibration}
                 current = selection_score(last_metrics)
             else:
                 current = float(epoch + 1)  # no validation: the latest epoch is the best we know
@@ -206,12 +240,14 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
             _append_log(run_dir / "log.jsonl", record)
             if final or (epoch + 1) % config.save_every == 0:
                 state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                         "best_score": best_score, "best_epoch": best_epoch, "data": summary, "tasks": list(tasks)}
+                         "best_score": best_score, "best_epoch": best_epoch, "data": summary, "tasks": list(tasks),
+                         "presence": presence, "calibration": calibration}
                 save_checkpoint(run_dir / "last.pt", model, config, **state)
             # best.pt holds weights and metadata only (no optimizer): it is for evaluation and export.
             if best_epoch == epoch + 1:
                 save_checkpoint(run_dir / "best.pt", model, config, epoch=epoch + 1, best_score=best_score,
-                                best_epoch=epoch + 1, data=summary, tasks=list(tasks),
+                                best_epoch=epoch + 1, data=summary, tasks=list(tasks), presence=presence,
+                                calibration=calibration,
                                 selected_by="validation score" if val_samples else "last epoch (no validation split)")
             if progress:
                 tqdm.write(_epoch_line(record))

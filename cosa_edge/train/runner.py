@@ -35,8 +35,8 @@ def run_training(config: TrainConfig, data_spec: str, run_dir: Path, *, resume: 
         return None
     ctx = init_distributed(config.device)
     try:
-        samples = load_dataset(data_spec, progress=progress and ctx.is_main,
-                               phantom_size=config.model.image_size, seed=config.seed)
+        samples = load_dataset(data_spec, progress=progress and ctx.is_main, phantom_size=config.model.image_size,
+                               seed=config.seed, include_normal=config.include_normal)
         return train(config, samples, run_dir, data_summary=data_summary(data_spec, samples), resume=resume,
                      progress=progress, ctx=ctx)
     finally:

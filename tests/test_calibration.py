@@ -1,0 +1,48 @@
+"""Temperature scaling recovers a known miscalibration, changes no decision, and lowers the ECE."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cosa_edge.calibration import apply_temperature, calibrate, fit_temperature, reliability
+
+
+def _overconfident(n: int, temperature: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Labels drawn from calibrated probabilities, reported by a model whose logits are T times too large."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 1.5, (n, 2))
+    true = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = (rng.random(n) < true[:, 1]).astype(int)
+    reported = np.exp(logits * temperature)
+    return reported / reported.sum(axis=1, keepdims=True), labels
+
+
+@pytest.mark.parametrize("true_temperature", [0.5, 1.0, 3.0])
+def test_fit_recovers_the_temperature(true_temperature: float) -> None:
+    probabilities, labels = _overconfident(20000, true_temperature)
+    assert fit_temperature(probabilities, labels) == pytest.approx(true_temperature, rel=0.08)
+
+
+def test_scaling_changes_no_decision_and_lowers_the_ece() -> None:
+    probabilities, labels = _overconfident(4000, 3.0, seed=1)
+    result = calibrate(probabilities, labels, fitted_on="test")
+    scaled = apply_temperature(probabilities, result["temperature"])
+    assert (scaled.argmax(axis=1) == probabilities.argmax(axis=1)).all()
+    assert np.allclose(scaled.sum(axis=1), 1.0)
+    assert result["ece_before"] > 0.1 and result["ece_after"] < 0.03
+
+
+def test_reliability_of_a_perfectly_calibrated_toy() -> None:
+    # Confidence 0.75 in every image, right on exactly 3 of 4: no calibration error.
+    probabilities = np.tile([0.25, 0.75], (8, 1))
+    labels = np.array([1, 1, 1, 0, 1, 1, 1, 0])
+    table = reliability(probabilities, labels)
+    assert table["ece"] == pytest.approx(0.0) and len(table["bins"]) == 1 and table["bins"][0]["count"] == 8
+    # Always right at confidence 0.75: an error of 0.25.
+    assert reliability(probabilities, np.ones(8, int))["ece"] == pytest.approx(0.25)
+
+
+def test_temperature_one_is_the_identity() -> None:
+    probabilities, _ = _overconfident(10, 1.0)
+    np.testing.assert_allclose(apply_temperature(probabilities, 1.0), probabilities, rtol=1e-9, atol=1e-12)
