@@ -24,6 +24,8 @@ PREFIX = "cosa_edge."
 INPUT_NAME = "image"
 LESION_OUTPUT = "lesion_probability"
 CLASS_OUTPUT = "class_probabilities"
+#: Optional third output: the Mahalanobis distance of the model's features to its training features.
+OOD_OUTPUT = "ood_score"
 
 #: What the model may be used for, in every artifact, report, annotated frame and in --help.
 INTENDED_USE = "Research use only, not for clinical diagnosis."
@@ -33,7 +35,9 @@ CONTRACT = (
     f"input '{INPUT_NAME}': float32 (N, 1, S, S), grey levels 0..255 of the frame resized to S x S "
     "(normalisation happens inside the graph); "
     f"outputs '{LESION_OUTPUT}': float32 (N, 1, S, S), the probability that each pixel is lesion "
-    f"(mask = probability > 0.5); '{CLASS_OUTPUT}': float32 (N, 2), softmax over the class names"
+    f"(mask = probability > 0.5); '{CLASS_OUTPUT}': float32 (N, 2), temperature-scaled softmax over the class "
+    f"names; where present, '{OOD_OUTPUT}': float32 (N, 1), the out-of-distribution score (above the metadata's "
+    "ood threshold: no verdict)"
 )
 
 
@@ -61,6 +65,9 @@ class ModelMetadata:
     presence: dict[str, Any] = field(default_factory=dict)
     # Temperature scaling of the class logits, applied inside the graph ({"temperature": T, "fitted_on": ...}).
     calibration: dict[str, Any] = field(default_factory=dict)
+    # Out-of-distribution score (output ood_score): a frame scoring above "threshold" is rejected
+    # ({"threshold": float, "chosen_on": ...}); empty where the model has no such output.
+    ood: dict[str, Any] = field(default_factory=dict)
     intended_use: str = INTENDED_USE
     # SHA-256 of the ONNX model with its metadata left out (cosa_edge.engines.artifact): written by every writer,
     # checked on load. In a TensorRT sidecar it is the hash of the ONNX model the plan was built from (the plan's

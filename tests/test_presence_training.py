@@ -65,13 +65,38 @@ def test_training_with_lesion_free_images_chooses_the_threshold_on_validation(tm
 
 
 def test_training_fits_a_temperature_on_validation_lesions(tmp_path: Path) -> None:
-    samples = make_phantom_dataset(20, seed=4, size=(64, 64), normal_fraction=0.25)
+    samples = make_phantom_dataset(40, seed=4, size=(64, 64), normal_fraction=0.25)
     train(tiny_config(epochs=1, val_fraction=0.4, save_every=100), samples, tmp_path / "run", progress=False)
     calibration = load_checkpoint(tmp_path / "run" / "best.pt")["calibration"]
-    assert calibration["fitted_on"] == "validation: 6 lesion images"  # the 2 lesion-free ones have no class
+    assert calibration["fitted_on"] == "validation: 12 lesion images"  # the 4 lesion-free ones have no class
     assert 0.05 <= calibration["temperature"] <= 20 and {"ece_before", "ece_after"} <= set(calibration)
     assert calibration["ece_after"] <= calibration["ece_before"] + 1e-9
     plain = tmp_path / "plain"
     train(tiny_config(epochs=1, save_every=100), samples, plain, progress=False)
     assert load_checkpoint(plain / "last.pt")["calibration"] == {"temperature": 1.0,
                                                                "fitted_on": "none: training had no validation split"}
+    few = tmp_path / "few"  # 8 validation images, 6 with a lesion: too few to fit a temperature on
+    train(tiny_config(epochs=1, val_fraction=0.4, save_every=100), samples[:20], few, progress=False)
+    assert load_checkpoint(few / "last.pt")["calibration"]["fitted_on"].startswith("none: 6 validation lesion images")
+
+
+def test_the_exported_graph_applies_the_checkpoint_temperature(trained_checkpoint: Path, exported_onnx: Path,
+                                                               tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from cosa_edge.calibration import apply_temperature
+    from cosa_edge.engines.compare import frames_of
+    from cosa_edge.engines.onnxruntime_engine import OnnxRuntimeEngine
+    from cosa_edge.export.onnx_export import export_onnx
+
+    payload = load_checkpoint(trained_checkpoint)
+    payload["calibration"] = {"temperature": 2.5, "fitted_on": "test: a chosen temperature"}
+    calibrated = tmp_path / "calibrated.pt"
+    torch.save(payload, calibrated)
+    export_onnx(calibrated, tmp_path / "calibrated.onnx")
+    frames = frames_of(make_phantom_dataset(6, seed=9, size=(64, 64)), 64)
+    with OnnxRuntimeEngine(exported_onnx) as raw, OnnxRuntimeEngine(tmp_path / "calibrated.onnx") as scaled:
+        assert scaled.metadata.calibration["temperature"] == 2.5 and raw.metadata.calibration["temperature"] == 1.0
+        before, after = raw.infer(frames), scaled.infer(frames)
+    np.testing.assert_allclose(after["class_probabilities"], apply_temperature(before["class_probabilities"], 2.5),
+                               atol=1e-5)
+    np.testing.assert_array_equal(after["lesion_probability"], before["lesion_probability"])  # masks untouched

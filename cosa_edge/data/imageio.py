@@ -34,8 +34,7 @@ def to_grey_uint8(image: np.ndarray, what: str = "image") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def read_grey(path: Path) -> np.ndarray:
-    """Read an image file as uint8 grey; a missing or undecodable file is a :class:`CosaEdgeError`."""
+def _decode(path: Path) -> np.ndarray:
     if not path.is_file():
         raise CosaEdgeError(f"image {path} does not exist")
     # imdecode over imread: imread silently returns None and mangles non-ASCII paths on some platforms.
@@ -43,6 +42,20 @@ def read_grey(path: Path) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise CosaEdgeError(f"cannot decode image {path}: the file is empty, truncated or not an image; replace or remove it")
+    return image
+
+
+def read_grey(path: Path) -> np.ndarray:
+    """Read an image file as uint8 grey; a missing or undecodable file is a :class:`CosaEdgeError`."""
+    return to_grey_uint8(_decode(path), what=str(path))
+
+
+def read_frame(path: Path) -> np.ndarray:
+    """Read an image file as a frame to stream: uint8 BGR where it has colour (the quality gate looks for colour,
+    e.g. Doppler), else uint8 grey."""
+    image = _decode(path)
+    if image.ndim == 3 and image.shape[2] in (3, 4) and image.dtype == np.uint8:
+        return np.ascontiguousarray(image[:, :, :3])
     return to_grey_uint8(image, what=str(path))
 
 

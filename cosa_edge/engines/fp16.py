@@ -26,12 +26,15 @@ from .artifact import read_verified_onnx, write_model_with_metadata
 
 FP32_OPS = ("Softmax",)
 REGION_SCOPE = "/model/cosa/"
+OOD_SCOPE = "/ood/"  # the Mahalanobis score: squared distances over hundreds of dimensions overflow FP16
 
 
 def fp32_node_names(model) -> list[str]:  # noqa: ANN001
-    """Nodes of the region-map step: COSA's own nodes outside its attention blocks (and the plugin node)."""
+    """Nodes kept in FP32: the region-map step (COSA's own nodes outside its attention blocks, and the plugin
+    node) and the out-of-distribution score."""
     return [node.name for node in model.graph.node
-            if (node.name.startswith(REGION_SCOPE) and "/attention" not in node.name) or node.domain == "cosa_edge"]
+            if (node.name.startswith(REGION_SCOPE) and "/attention" not in node.name) or node.domain == "cosa_edge"
+            or node.name.startswith(OOD_SCOPE)]
 
 
 def _restore_fp32_resize_scales(model) -> None:  # noqa: ANN001

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import __version__
 from .._optional import require
-from ..contract import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, ModelMetadata
+from ..contract import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, OOD_OUTPUT, ModelMetadata
 from ..engines.artifact import Integrity, check_sha256
 from ..engines.base import Engine, TensorSpec
 
@@ -40,7 +40,7 @@ class TorchEngine(Engine):
 
     def __init__(self, path: Path, device: str = "cpu", threads: int | None = None) -> None:
         torch = require("torch")  # first, so that a missing torch is one line naming the extra
-        from .onnx_export import DeployModule
+        from .onnx_export import DeployModule, ood_metadata
 
         if threads:
             torch.set_num_threads(threads)
@@ -52,7 +52,8 @@ class TorchEngine(Engine):
                                  input_size=config.model.image_size, outputs=tuple(self.module.output_names),
                                  cosa_edge_version=__version__, weights_sha256=payload.get("weights_sha256", ""),
                                  training_data=payload.get("data", {}), presence=payload.get("presence", {}),
-                                 calibration=payload.get("calibration", {}))
+                                 calibration=payload.get("calibration", {}),
+                                 ood=ood_metadata(payload) if self.module.ood is not None else {})
         super().__init__(path, metadata)
 
     @property
@@ -61,7 +62,8 @@ class TorchEngine(Engine):
 
     @property
     def outputs(self) -> list[TensorSpec]:
-        shapes = {LESION_OUTPUT: ("batch", 1, self.input_size, self.input_size), CLASS_OUTPUT: ("batch", 2)}
+        shapes = {LESION_OUTPUT: ("batch", 1, self.input_size, self.input_size), CLASS_OUTPUT: ("batch", 2),
+                  OOD_OUTPUT: ("batch", 1)}
         return [TensorSpec(name, shapes[name], "float32") for name in self.module.output_names]
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,7 +1,7 @@
 """MTL-COSA and the paper's comparison models (PyTorch; needs the ``train`` extra)."""
 
-from .networks import CLS_LOGITS, SEG_LOGITS
+from .networks import CLS_LOGITS, FEATURES, SEG_LOGITS
 from ..config import ModelConfig
 from .registry import ARCHITECTURES, build_model
 
-__all__ = ["ARCHITECTURES", "CLS_LOGITS", "ModelConfig", "SEG_LOGITS", "build_model"]
+__all__ = ["ARCHITECTURES", "CLS_LOGITS", "FEATURES", "ModelConfig", "SEG_LOGITS", "build_model"]

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..contract import INTENDED_USE
 from ..kernels.reference import region_maps_full
-from .postprocess import NO_LESION_STATUS, FrameResult, Roi
+from .postprocess import NO_LESION_STATUS, REJECTED, FrameResult, Roi
+from .quality import REASONS
 
 # BGR, from the Okabe-Ito palette: sky blue for the lesion contour, orange for the margin band.
 CONTOUR_COLOUR = (233, 180, 86)
@@ -25,6 +26,8 @@ def frame_label(result: FrameResult) -> str:
     """What the frame says in words: a malignancy score only where there is a lesion."""
     if result.status == NO_LESION_STATUS:
         return "no lesion"
+    if result.status == REJECTED:
+        return f"no verdict: {REASONS.get(result.reason or '', result.reason)}"
     score = result.malignancy_score
     return "lesion" if score is None else f"lesion: malignancy score {score:.2f}"
 

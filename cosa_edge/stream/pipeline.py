@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from ..contract import CLASS_OUTPUT, LESION_OUTPUT, stack_frames
+from ..contract import CLASS_OUTPUT, LESION_OUTPUT, OOD_OUTPUT, stack_frames
 from ..data import resize_grey
 from ..engines.base import Engine
 from ..presence import DEFAULT_MIN_LESION_SHARE
 from .overlay import draw_overlay
 from .postprocess import FrameResult, ProbabilitySmoother, Roi, frame_roi, summarise
+from .quality import QualityGate
 from .sources import Frame, FrameSource
 
 _END = object()
@@ -84,8 +85,13 @@ def _get(q: queue.Queue, stop: threading.Event) -> Any:
 
 def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame, FrameResult, np.ndarray], None], *,
                  batch_size: int = 1, roi: Roi | None = None, realtime: bool = False, smoothing: float = 1.0,
-                 queue_size: int = 8, draw: bool = True, progress: Callable[[int], None] | None = None) -> PipelineStats:
-    """Run ``engine`` over every frame of ``source``; ``on_result(frame, result, overlay)`` gets each in order."""
+                 queue_size: int = 8, draw: bool = True, progress: Callable[[int], None] | None = None,
+                 quality_gate: bool = True) -> PipelineStats:
+    """Run ``engine`` over every frame of ``source``; ``on_result(frame, result, overlay)`` gets each in order.
+
+    ``quality_gate``: frames the model was not made for (blank, frozen, colour; out of distribution where
+    the engine scores it) get status "rejected" with a reason and no verdict (stream/quality.py).
+    """
     stats = PipelineStats()
     stop, errors = threading.Event(), []
     depth = 2 if realtime else queue_size
@@ -96,6 +102,9 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
     smoother = ProbabilitySmoother(smoothing) if smoothing < 1.0 else None
     # The engine's own presence threshold (chosen on its validation data), else the default.
     min_lesion_share = float(engine.metadata.presence.get("min_lesion_share", DEFAULT_MIN_LESION_SHARE))
+    # Its out-of-distribution threshold, where the engine computes the score (chosen on validation data).
+    ood_threshold = engine.metadata.ood.get("threshold") if engine.metadata.ood else None
+    gate = QualityGate(live=source.info.live) if quality_gate else None
     fps_window: list[float] = []
 
     def read() -> None:
@@ -128,9 +137,10 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
         while (frame := _get(decoded, stop)) is not _END:
             t0 = time.perf_counter()
             region = frame_roi(frame.image.shape, roi)
-            grey = resize_grey(frame.image, size, region)
+            rejected = gate.check(frame.image, region) if gate is not None else None
+            grey = resize_grey(frame.image, size, region) if rejected is None else None
             stats.stage_ms["preprocess"].append((time.perf_counter() - t0) * 1e3)
-            if not _put(prepared, (frame, region, grey), stop):
+            if not _put(prepared, (frame, region, grey, rejected), stop):
                 return
         _put(prepared, _END, stop)
 
@@ -140,8 +150,8 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
             item = _get(prepared, stop)
             if item is _END:
                 break
-            batch = [item]
-            while len(batch) < batch_size:  # take what is waiting, never wait for a full batch
+            batch, held = [item], None
+            while len(batch) < batch_size and batch[-1][3] is None:  # take what is waiting, never wait for more
                 try:
                     nxt = prepared.get_nowait()
                 except queue.Empty:
@@ -149,16 +159,28 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
                 if nxt is _END:
                     finished = True
                     break
+                if nxt[3] is not None:  # a rejected frame ends the batch; it follows the batch, in order
+                    held = nxt
+                    break
                 batch.append(nxt)
-            t0 = time.perf_counter()
-            outputs = engine.infer(stack_frames([g for _, _, g in batch]))
-            stats.stage_ms["inference"].append((time.perf_counter() - t0) * 1e3 / len(batch))
-            for i, (frame, region, _) in enumerate(batch):
-                lesion = outputs[LESION_OUTPUT][i, 0] if LESION_OUTPUT in outputs else None
-                classes = outputs[CLASS_OUTPUT][i] if CLASS_OUTPUT in outputs else None
-                if not _put(inferred, (frame, region, lesion, classes), stop):
-                    return
+            if not _infer_batch(batch) or (held is not None and not _infer_batch([held])):
+                return
         _put(inferred, _END, stop)
+
+    def _infer_batch(batch: list[tuple[Frame, Roi, np.ndarray | None, str | None]]) -> bool:
+        """Run the engine on the batch's accepted frames (a rejected frame is passed on without it)."""
+        outputs: dict[str, np.ndarray] = {}
+        if batch[0][3] is None:
+            t0 = time.perf_counter()
+            outputs = engine.infer(stack_frames([g for _, _, g, _ in batch]))
+            stats.stage_ms["inference"].append((time.perf_counter() - t0) * 1e3 / len(batch))
+        for i, (frame, region, _, rejected) in enumerate(batch):
+            values = {name: outputs[name][i] for name in outputs}
+            lesion = values[LESION_OUTPUT][0] if LESION_OUTPUT in values else None
+            ood = float(np.ravel(values[OOD_OUTPUT])[0]) if OOD_OUTPUT in values else None
+            if not _put(inferred, (frame, region, lesion, values.get(CLASS_OUTPUT), ood, rejected), stop):
+                return False
+        return True
 
     stages = [_Stage("reader", read, errors), _Stage("preprocess", preprocess, errors), _Stage("inference", infer, errors)]
     started = time.perf_counter()
@@ -169,11 +191,11 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
         while (item := _get(inferred, stop)) is not _END:
             if errors:
                 break
-            frame, region, lesion, classes = item
+            frame, region, lesion, classes, ood, rejected = item
             t0 = time.perf_counter()
             latency = (time.perf_counter() - frame.captured_at) * 1e3
             result = summarise(frame.index, frame.timestamp, lesion, classes, region, latency, smoother,
-                               min_lesion_share)
+                               min_lesion_share, rejected=rejected, ood_score=ood, ood_threshold=ood_threshold)
             now = time.perf_counter()
             fps_window = [t for t in fps_window if now - t < 1.0] + [now]
             overlay = draw_overlay(frame.image, result, region, fps=len(fps_window)) if draw else frame.image

@@ -14,14 +14,16 @@ from ..presence import DEFAULT_MIN_LESION_SHARE, lesion_present
 Roi = tuple[int, int, int, int]  # x, y, w, h
 
 
-LESION, NO_LESION_STATUS = "lesion", "no_lesion"
+LESION, NO_LESION_STATUS, REJECTED = "lesion", "no_lesion", "rejected"
+#: The reason of a rejection after inference (the others are the quality gate's, stream/quality.py).
+OUT_OF_DISTRIBUTION = "out_of_distribution"
 
 
 @dataclass
 class FrameResult:
     index: int
     timestamp: float
-    status: str  # "lesion", or "no_lesion": then no class is given (the classifier knows only lesions)
+    status: str  # "lesion"; "no_lesion": no class is given (the classifier knows only lesions); "rejected"
     probabilities: list[float]
     smoothed: list[float] | None
     predicted: str  # "" where no class is given
@@ -30,6 +32,7 @@ class FrameResult:
     bbox: list[int] | None  # x, y, w, h in frame pixels
     latency_ms: float
     mask: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0), bool))  # ROI-sized, not serialised
+    reason: str | None = None  # why a rejected frame gets no verdict (stream/quality.py REASONS)
 
     @property
     def malignancy_score(self) -> float | None:
@@ -41,6 +44,8 @@ class FrameResult:
 
     def record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"index": self.index, "timestamp": round(self.timestamp, 4), "status": self.status}
+        if self.status == REJECTED:  # nothing about a lesion either: the model was not made for this frame
+            return {**record, "reason": self.reason, "latency_ms": round(self.latency_ms, 3)}
         if self.status == LESION and self.predicted:
             record.update({
                 "malignancy_score": round(self.malignancy_score, 6),
@@ -95,10 +100,20 @@ def lesion_mask_in_roi(lesion_probability: np.ndarray, roi: Roi) -> np.ndarray:
 
 def summarise(index: int, timestamp: float, lesion_probability: np.ndarray | None, class_probabilities: np.ndarray | None,
               roi: Roi, latency_ms: float, smoother: ProbabilitySmoother | None = None,
-              min_lesion_share: float = DEFAULT_MIN_LESION_SHARE) -> FrameResult:
+              min_lesion_share: float = DEFAULT_MIN_LESION_SHARE, *, rejected: str | None = None,
+              ood_score: float | None = None, ood_threshold: float | None = None) -> FrameResult:
     """One frame's result. A class is given only where the mask holds a lesion of at least ``min_lesion_share``
-    of the ROI; otherwise the status is "no_lesion" and the smoother (if any) starts afresh."""
+    of the ROI; otherwise the status is "no_lesion" and the smoother (if any) starts afresh. A frame the quality
+    gate ``rejected``, or whose ``ood_score`` exceeds ``ood_threshold``, is "rejected" with that reason."""
     x, y, w, h = roi
+    if rejected is None and ood_score is not None and ood_threshold is not None and not ood_score <= ood_threshold:
+        rejected = OUT_OF_DISTRIBUTION  # (a NaN score is rejected too)
+    if rejected is not None:
+        if smoother is not None:
+            smoother.reset()
+        return FrameResult(index=index, timestamp=timestamp, status=REJECTED, probabilities=[], smoothed=None,
+                           predicted="", lesion_area_px=0, lesion_share_of_roi=0.0, bbox=None,
+                           latency_ms=latency_ms, mask=np.zeros((h, w), bool), reason=rejected)
     mask = lesion_mask_in_roi(lesion_probability, roi) if lesion_probability is not None else np.zeros((h, w), bool)
     area = int(np.count_nonzero(mask))
     share = area / float(w * h)

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from ..data.folder import IMAGE_SUFFIXES
-from ..data.imageio import read_grey
+from ..data.imageio import read_frame
 from ..errors import CosaEdgeError
 
 
@@ -49,11 +49,11 @@ class FrameSource:
             self._paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self._paths:
                 raise CosaEdgeError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            first = read_grey(self._paths[0])
+            first = read_frame(self._paths[0])
             self.info = SourceInfo("folder", 10.0, first.shape[1], first.shape[0], len(self._paths), live=False)
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             self._paths = [path]
-            first = read_grey(path)
+            first = read_frame(path)
             self.info = SourceInfo("image", 1.0, first.shape[1], first.shape[0], 1, live=False)
         elif path.is_file():
             self._open_capture(str(path), "video", live=False)
@@ -81,7 +81,7 @@ class FrameSource:
         if hasattr(self, "_paths"):
             for index, path in enumerate(self._paths):
                 self.frames_read += 1
-                yield Frame(index, index / self.info.fps, read_grey(path))
+                yield Frame(index, index / self.info.fps, read_frame(path))
             return
         capture, started = self._capture, time.perf_counter()
         try:

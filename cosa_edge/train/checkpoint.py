@@ -53,6 +53,15 @@ def save_checkpoint(path: Path, model: nn.Module, config: TrainConfig, **state: 
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def add_to_checkpoint(path: Path, **entries: Any) -> None:
+    """Add (or replace) entries of a written checkpoint, atomically; the weights are not touched."""
+    payload = load_checkpoint(path)
+    payload.update(entries)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint as data (no code runs) and check that it is one of ours."""
     path = Path(path)

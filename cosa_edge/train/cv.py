@@ -27,6 +27,7 @@ from ..data import Sample
 from ..data.splits import near_duplicate_groups, stratified_folds
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_json
+from ..report.reliability import fold_reliabilities, plot_reliability
 from ..report.roc import plot_roc
 from ..report.tables import aggregate, write_tables
 from .checkpoint import load_model
@@ -131,7 +132,16 @@ def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, o
                 f"{folds} stratified folds{' (near-duplicates kept in one fold)' if group_duplicates else ''}; "
                 f"encoder {config.model.encoder}, {config.model.image_size}x{config.model.image_size}, "
                 f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}, scored with each fold's last epoch.")
-    files = write_tables(results, data_spec, out_dir, preamble=preamble)
+    # The plots come first so that tables.md can show the ones that were drawn.
+    plots: list[Path] = []
+    figures: list[tuple[str, str]] = []
     if curves:
-        files.append(plot_roc(curves, out_dir / "roc.png", title=f"ROC, benign positive ({data_spec.split(':')[0]})"))
+        plots.append(plot_roc(curves, out_dir / "roc.png", title=f"ROC, benign positive ({data_spec.split(':')[0]})"))
+        figures.append(("ROC", "roc.png"))
+    reliabilities = fold_reliabilities(results)
+    if reliabilities:
+        plots.append(plot_reliability(reliabilities, out_dir / "reliability.png",
+                                      title=f"Reliability, test folds pooled ({data_spec.split(':')[0]})"))
+        figures.append(("reliability", "reliability.png"))
+    files = [*write_tables(results, data_spec, out_dir, preamble=preamble, figures=figures), *plots]
     return CVResult(out_dir=out_dir, results=results, files=files)

@@ -15,7 +15,7 @@ from .. import BENIGN
 from ..data import Sample, preprocess
 from ..metrics import (auc, classification_metrics, clinical_metrics, mean_segmentation_metrics, roc_curve,
                        segmentation_metrics_one)
-from ..model import CLS_LOGITS, SEG_LOGITS
+from ..model import CLS_LOGITS, FEATURES, SEG_LOGITS
 from ..presence import DEFAULT_MIN_LESION_SHARE, lesion_share, presence_metrics
 
 
@@ -63,6 +63,22 @@ def predict(model: nn.Module, samples: list[Sample], image_size: int, device: to
         probabilities=np.concatenate(probabilities) if probabilities else None,
         masks=masks if masks or "segmentation" in tasks else None,
     )
+
+
+@torch.no_grad()
+def collect_features(model: nn.Module, samples: list[Sample], image_size: int, device: torch.device,
+                     batch_size: int = 16) -> np.ndarray | None:
+    """(N, D) pooled encoder features of each sample (what the out-of-distribution score uses); None if the
+    model has no such output."""
+    model.eval()
+    chunks = []
+    for start in range(0, len(samples), batch_size):
+        batch = torch.from_numpy(np.stack([preprocess(s.image, image_size) for s in samples[start:start + batch_size]]))
+        outputs = model(batch.to(device))
+        if FEATURES not in outputs:
+            return None
+        chunks.append(outputs[FEATURES].float().cpu().numpy())
+    return np.concatenate(chunks) if chunks else None
 
 
 def presence_of(samples: list[Sample], predictions: Predictions) -> tuple[list[float], list[bool]]:

@@ -35,11 +35,12 @@ from ..data.splits import stratified_holdout
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_json, atomic_write_text, json_safe
 from ..model import CLS_LOGITS, SEG_LOGITS, build_model
+from ..ood import choose_threshold, fit_gaussian, mahalanobis
 from ..presence import DEFAULT_MIN_LESION_SHARE, choose_min_lesion_share
-from .checkpoint import load_checkpoint, parameters_sha256, save_checkpoint
+from .checkpoint import add_to_checkpoint, load_checkpoint, parameters_sha256, save_checkpoint
 from .dataset import SegClsDataset
 from .distributed import DistContext, resolve_device
-from .evaluate import Predictions, predict, presence_of, score, selection_score
+from .evaluate import Predictions, collect_features, predict, presence_of, score, selection_score
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,50 @@ def multitask_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, labels
     return loss, {k: float(v.detach()) for k, v in terms.items()}
 
 
+def fit_out_of_distribution(run_dir: Path, config: TrainConfig, train_samples: list[Sample],
+                             val_samples: list[Sample], device: torch.device) -> None:
+    """Give best.pt and last.pt the Gaussian of their own training features and a threshold (cosa_edge/ood.py).
+
+    Each checkpoint gets its own: the features, and so the Gaussian, belong to its weights.
+    """
+    for name in ("last.pt", "best.pt"):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        model = build_model(config.model)
+        model.load_state_dict(load_checkpoint(path)["model"])
+        model.to(device)
+        training = collect_features(model, train_samples, config.model.image_size, device)
+        if training is None or len(training) < 2:
+            continue  # a model without pooled features (VGG-16, LeNet) has no score
+        gaussian = fit_gaussian(training)
+        if val_samples:
+            held_out = collect_features(model, val_samples, config.model.image_size, device)
+            scores, chosen_on = mahalanobis(held_out, gaussian["mean"], gaussian["precision"]), \
+                f"validation: {len(val_samples)} held-out images"
+        else:
+            scores, chosen_on = mahalanobis(training, gaussian["mean"], gaussian["precision"]), \
+                "training images (no validation split): it lets more unusual images through than it should"
+        threshold = choose_threshold(scores, chosen_on=chosen_on)
+        add_to_checkpoint(path, ood={**threshold, "mean": torch.from_numpy(gaussian["mean"]),
+                                     "precision": torch.from_numpy(gaussian["precision"]),
+                                     "shrinkage": gaussian["shrinkage"], "training_images": gaussian["training_images"],
+                                     "features": "mean and SD per channel of the encoder's first three stages"})
+
+
+#: The fewest validation lesion images a temperature is fitted on; below it the probabilities stay unscaled.
+MIN_CALIBRATION_IMAGES = 10
+
+
 def fit_calibration(samples: list[Sample], predictions: Predictions) -> dict[str, Any] | None:
     """Temperature scaling fitted on the validation images that hold a lesion; None without any."""
     if predictions.probabilities is None:
         return None
     lesion = np.array([s.has_lesion for s in samples], bool)
-    if not lesion.any():
-        return None
+    if lesion.sum() < MIN_CALIBRATION_IMAGES:
+        # One temperature from a handful of images is noise (a single image drives it to the range's end).
+        return {"temperature": 1.0, "fitted_on": f"none: {int(lesion.sum())} validation lesion images, fewer than "
+                                                 f"the {MIN_CALIBRATION_IMAGES} a fit needs"}
     return calibrate(predictions.probabilities[lesion], predictions.labels[lesion],
                      fitted_on=f"validation: {int(lesion.sum())} lesion images")
 
@@ -253,6 +291,9 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
                 tqdm.write(_epoch_line(record))
         if ctx.distributed:
             dist.barrier()
+
+    if ctx.is_main:
+        fit_out_of_distribution(run_dir, config, train_samples, val_samples, ctx.device)
 
     hashes = [parameters_sha256(model)]
     if ctx.distributed:
