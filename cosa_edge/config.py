@@ -50,6 +50,9 @@ class TrainConfig:
     save_every: int = 1
     #: Train with lesion-free images too (BUSI's normal/, a fifth of phantoms): segmentation loss only.
     include_normal: bool = False
+    #: Weight the classification loss by inverse class frequency (BUSI is 2:1 benign to malignant), so that
+    #: the rarer class is not learnt last. Off in the paper's preset, which does not do it.
+    balance_classes: bool = False
 
     def replace(self, **changes: Any) -> TrainConfig:
         model_changes = {k: v for k, v in changes.items() if k in _MODEL_FIELDS and v is not None}

@@ -31,3 +31,25 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert int(cv2.VideoCapture(str(tmp_path / "demo" / "annotated.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 120
     with pytest.raises(CosaEdgeError, match="already holds a demo"):
         run_demo(tmp_path / "demo", data_spec="phantom:16", epochs=1, image_size=64, device="cpu")
+
+
+def test_demo_at_its_defaults_is_right(tmp_path: Path) -> None:
+    """The README's demo as a user runs it: its model finds the malignant phantoms and says "no lesion" without one."""
+    from cosa_edge.data.phantom import phantom_sweep
+    from cosa_edge.demo import run_demo
+
+    run_demo(tmp_path / "demo", device="cpu")
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    clinical = metrics["classification_clinical"]  # malignant positive, on the held-out phantoms
+    assert clinical["sensitivity"] >= 0.9 and clinical["specificity"] >= 0.9, clinical
+    assert metrics["presence"]["specificity"] >= 0.9 and metrics["presence"]["sensitivity"] >= 0.9, metrics["presence"]
+    records = [json.loads(line) for line in (tmp_path / "demo" / "results.jsonl").read_text().splitlines()[1:]]
+    truth = [frame.mask.any() for frame in phantom_sweep(7, frames=len(records))]
+    lesion_frames = [r for r in records if r["status"] == "lesion"]
+    assert all(truth[r["index"]] for r in lesion_frames)  # a lesion is reported only where there is one
+    assert len(lesion_frames) >= 20  # the lesion is seen over much of the sweep
+    # The sweep's lesion is malignant (spiculated, with a shadow): every frame that shows it says so.
+    assert all(r["predicted_class"] == "malignant" and r["malignancy_score"] > 0.5 for r in lesion_frames)
+    without = [r for r in records if not truth[r["index"]]]
+    assert without and all(r["status"] in ("no_lesion", "rejected") for r in without)
+    assert sum(r["status"] == "rejected" for r in records) <= 0.1 * len(records)

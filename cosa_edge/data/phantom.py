@@ -73,15 +73,20 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     return field / (field.std() + 1e-6)
 
 
-def tissue_echogenicity(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Breast layers by depth: skin, fat, glandular tissue, pectoral muscle; float32 in about [0, 1.3]."""
+def tissue_echogenicity(rng: np.random.Generator, height: int, width: int, view: int | None = None) -> np.ndarray:
+    """Breast layers by depth: skin, fat, glandular tissue, pectoral muscle; float32 in about [0, 1.3].
+
+    ``view``: the size of the probe's field of view, which sets the scale of the tissue's texture (a field
+    wider than one view, for a sweep, keeps the texture of one view); by default the field's own size.
+    """
+    view = view or max(height, width)
     depth = np.arange(height, dtype=np.float32)[:, None] / height
     lateral_wave = 0.03 * _smooth_noise(rng, (1, width), width / 8)
     skin = rng.uniform(0.03, 0.05)
     fat_end = rng.uniform(0.18, 0.28) + lateral_wave
     gland_end = rng.uniform(0.72, 0.85) + lateral_wave
     echo = np.where(depth < skin, 1.2, np.where(depth < fat_end, 0.35, np.where(depth < gland_end, 0.75, 0.55)))
-    echo = echo.astype(np.float32) * (1.0 + 0.18 * _smooth_noise(rng, (height, width), max(height, width) / 20))
+    echo = echo.astype(np.float32) * (1.0 + 0.18 * _smooth_noise(rng, (height, width), view / 20))
     muscle_stripes = 1.0 + 0.2 * np.sin(np.arange(height)[:, None] / height * 60 + _smooth_noise(rng, (height, width), 8))
     return np.where(depth >= gland_end, echo * muscle_stripes, echo).astype(np.float32)
 
@@ -102,14 +107,22 @@ def add_lesion(echo: np.ndarray, lesion_mask: np.ndarray, label: int, rng: np.ra
     return echo
 
 
-def speckle_field(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Unit-mean Rayleigh speckle correlated over a few pixels, wider laterally than axially."""
+def speckle_components(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The real and imaginary parts of the echo field, correlated over a few pixels, wider laterally."""
     real = rng.standard_normal((height, width)).astype(np.float32)
     imag = rng.standard_normal((height, width)).astype(np.float32)
-    real = cv2.GaussianBlur(real, (0, 0), sigmaX=1.6, sigmaY=0.8)
-    imag = cv2.GaussianBlur(imag, (0, 0), sigmaX=1.6, sigmaY=0.8)
+    return (cv2.GaussianBlur(real, (0, 0), sigmaX=1.6, sigmaY=0.8),
+            cv2.GaussianBlur(imag, (0, 0), sigmaX=1.6, sigmaY=0.8))
+
+
+def speckle_from(real: np.ndarray, imag: np.ndarray) -> np.ndarray:
     amplitude = np.hypot(real, imag)
     return amplitude / amplitude.mean()
+
+
+def speckle_field(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Unit-mean Rayleigh speckle correlated over a few pixels, wider laterally than axially."""
+    return speckle_from(*speckle_components(rng, height, width))
 
 
 def render_bmode(echo: np.ndarray, speckle: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -165,6 +178,12 @@ def make_phantom_dataset(count: int, seed: int = 0, size: tuple[int, int] = (256
     return [make_phantom(seed * 100_003 + i, label=int(labels[i]), size=size) for i in range(count)]
 
 
+# The share of a frame's speckle field that decorrelates from one frame to the next (a hand-held probe),
+# as amplitude weights whose squares add to one, so that the mixed field has the same statistics.
+_FRESH = float(np.sqrt(0.15))
+_KEPT = float(np.sqrt(0.85))
+
+
 @dataclass(frozen=True)
 class SweepFrame:
     index: int
@@ -186,15 +205,18 @@ def phantom_sweep(seed: int, frames: int = 120, size: tuple[int, int] = (256, 32
         label = int(rng.integers(0, 2))
     lesion = make_lesion(rng, label, (wide / 2, rng.uniform(0.45, 0.6) * height), rng.uniform(0.25, 0.4) * min(size))
     wide_mask = lesion.mask(height, wide)
-    echo = add_lesion(tissue_echogenicity(rng, height, wide), wide_mask, label, rng)
-    speckle = speckle_field(rng, height, wide)
+    echo = add_lesion(tissue_echogenicity(rng, height, wide, view=max(size)), wide_mask, label, rng)
+    real, imag = speckle_components(rng, height, wide)
     render_rng = np.random.default_rng(seed + 1)
     for index in range(frames):
         offset = int(round(index / max(frames - 1, 1) * (wide - width)))
         window = slice(offset, offset + width)
-        jitter = speckle_field(render_rng, height, width)
+        fresh_real, fresh_imag = speckle_components(render_rng, height, width)
         frame_rng = np.random.default_rng([seed, index])
-        image = render_bmode(echo[:, window], 0.85 * speckle[:, window] + 0.15 * jitter, frame_rng)
+        # Mixing the fields (not their amplitudes) keeps the speckle Rayleigh-distributed, as in the still
+        # phantoms: amplitudes averaged have less contrast, which the out-of-distribution score notices.
+        mixed = speckle_from(_KEPT * real[:, window] + _FRESH * fresh_real, _KEPT * imag[:, window] + _FRESH * fresh_imag)
+        image = render_bmode(echo[:, window], mixed, frame_rng)
         yield SweepFrame(index=index, image=image, mask=wide_mask[:, window].copy())
 
 

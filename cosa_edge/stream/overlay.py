@@ -14,7 +14,6 @@ import numpy as np
 from ..contract import INTENDED_USE
 from ..kernels.reference import region_maps_full
 from .postprocess import NO_LESION_STATUS, REJECTED, FrameResult, Roi
-from .quality import REASONS
 
 # BGR, from the Okabe-Ito palette: sky blue for the lesion contour, orange for the margin band.
 CONTOUR_COLOUR = (233, 180, 86)
@@ -26,8 +25,8 @@ def frame_label(result: FrameResult) -> str:
     """What the frame says in words: a malignancy score only where there is a lesion."""
     if result.status == NO_LESION_STATUS:
         return "no lesion"
-    if result.status == REJECTED:
-        return f"no verdict: {REASONS.get(result.reason or '', result.reason)}"
+    if result.status == REJECTED:  # the short form of the reason fits a small frame; the JSONL has it too
+        return f"no verdict: {(result.reason or 'rejected').replace('_', ' ')}"
     score = result.malignancy_score
     return "lesion" if score is None else f"lesion: malignancy score {score:.2f}"
 
@@ -61,7 +60,7 @@ def draw_overlay(image: np.ndarray, result: FrameResult, roi: Roi, fps: float | 
         cv2.drawContours(patch, contours, -1, CONTOUR_COLOUR, 2, lineType=cv2.LINE_AA)
     _text(canvas, frame_label(result), (x + 8, y + 24), 0.6)
     footer = INTENDED_USE if fps is None else f"{fps:.1f} fps  {INTENDED_USE}"
-    _text(canvas, footer, (x + 8, y + h - 10), 0.4)
+    _text(canvas, footer, (x + 8, y + h - 10), 0.35)
     if (x, y) != (0, 0) or (w, h) != canvas.shape[1::-1]:
         cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), (120, 120, 120), 1)
     return canvas

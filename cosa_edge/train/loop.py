@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from .. import NO_LESION
+from .. import CLASS_NAMES, NO_LESION
 from ..calibration import calibrate
 from ..config import TrainConfig
 from ..data import Sample, class_counts
@@ -61,8 +61,8 @@ class TrainResult:
         return self.run_dir / "best.pt"
 
 
-def multitask_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor,
-                   config: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
+def multitask_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
+                   class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """alpha * CE(segmentation) + beta * CE(classification) (paper Eq. 1); one term for single-task models.
 
     Lesion-free images (label NO_LESION) count in the segmentation term only: they have no class.
@@ -75,7 +75,8 @@ def multitask_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, labels
         known = labels != NO_LESION
         # A batch of lesion-free images only still passes through the classifier (0 x its logits), so that
         # every parameter gets a gradient, as DistributedDataParallel expects of each step.
-        terms["cls_loss"] = F.cross_entropy(logits[known], labels[known]) if known.any() else logits.sum() * 0.0
+        terms["cls_loss"] = F.cross_entropy(logits[known], labels[known], weight=class_weights) if known.any() \
+            else logits.sum() * 0.0
     if len(terms) == 2:
         loss = config.seg_weight * terms["seg_loss"] + config.cls_weight * terms["cls_loss"]
     else:
@@ -129,6 +130,14 @@ def fit_calibration(samples: list[Sample], predictions: Predictions) -> dict[str
                                                  f"the {MIN_CALIBRATION_IMAGES} a fit needs"}
     return calibrate(predictions.probabilities[lesion], predictions.labels[lesion],
                      fitted_on=f"validation: {int(lesion.sum())} lesion images")
+
+
+def balanced_class_weights(samples: list[Sample]) -> torch.Tensor:
+    """Inverse class frequency over the lesion images, scaled so that a balanced set gets weights of 1."""
+    counts = np.bincount([s.label for s in samples if s.has_lesion], minlength=len(CLASS_NAMES)).astype(np.float64)
+    if (counts == 0).any():
+        raise CosaEdgeError(f"--balance-classes needs lesion images of every class; the training set has {counts.tolist()}")
+    return torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
 
 
 def split_validation(samples: list[Sample], config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
@@ -226,6 +235,7 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
         _truncate_log(run_dir / "log.jsonl", start_epoch)
     summary = {**(data_summary or {}), "train_counts": class_counts(train_samples), "val_counts": class_counts(val_samples)}
     last_metrics: dict[str, Any] = {}
+    class_weights = balanced_class_weights(train_samples).to(ctx.device) if config.balance_classes else None
     # The presence threshold of the checkpoint being written: chosen on each validation pass, else the default.
     presence: dict[str, Any] = {"min_lesion_share": DEFAULT_MIN_LESION_SHARE,
                                 "chosen_on": "default: training had no validation split"}
@@ -248,7 +258,7 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
             images, masks, labels = (t.to(ctx.device, non_blocking=True) for t in (images, masks, labels))
             with autocast():
                 outputs = network(images)
-            loss, parts = multitask_loss(outputs, masks, labels, config)
+            loss, parts = multitask_loss(outputs, masks, labels, config, class_weights)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
