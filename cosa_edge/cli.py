@@ -88,6 +88,9 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--pretrained", type=click.Path(dir_okay=False),
                      help="torchvision ImageNet checkpoint of the encoder (a local .pth file); default: from scratch."),
         click.option("--no-augment", is_flag=True, help="Train without augmentation."),
+        click.option("--balance-classes", is_flag=True, default=None,
+                     help="Weight the classification loss by inverse class frequency (BUSI is 2:1 benign to "
+                          "malignant); the paper does not."),
         click.option("--include-normal", is_flag=True, default=None,
                      help="Also lesion-free images (BUSI's normal/ folder; a fifth of the phantoms). They train the "
                           "segmentation to answer 'no lesion' and choose the presence threshold on validation."),

@@ -49,13 +49,15 @@ DEMO_LR = 1e-3
 def presence_sentence(metrics: dict, payload: dict) -> str:
     """What the held-out images say about 'no lesion', in words for the report."""
     presence = metrics.get("presence")
+    ood = payload.get("ood", {}).get("chosen_on")
+    ood_sentence = f" Out-of-distribution threshold: {ood}." if ood else ""
     if not presence:
-        return ""
+        return ood_sentence.strip()
     return (f"Lesion presence (a lesion is reported only where the mask covers at least "
             f"{presence['min_lesion_share']:.2%} of the image; {payload['presence']['chosen_on']}): "
             f"{presence['sensitivity']:.0%} of the {presence['lesion_images']} held-out lesion images keep their "
             f"lesion, {presence['specificity']:.0%} of the {presence['lesion_free_images']} lesion-free ones are "
-            "called lesion-free.")
+            "called lesion-free." + ood_sentence)
 
 
 def run_demo(out_dir: Path, data_spec: str = "phantom:60", epochs: int = 8, image_size: int = 128,

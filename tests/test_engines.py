@@ -20,7 +20,7 @@ def test_onnx_engine_runs_without_torch(exported_onnx: Path, module: str) -> Non
             f"e = open_engine({str(exported_onnx)!r})\nout = e.infer(np.zeros((2, 1, 64, 64), np.float32))\n"
             "print(sorted(out), 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "['class_probabilities', 'lesion_probability', 'ood_score'] False"
+    assert result.stdout.strip() == "['class_probabilities', 'lesion_probability'] False"
 
 
 def test_backend_by_suffix() -> None:
@@ -48,7 +48,7 @@ def test_torch_and_onnx_engines_share_the_interface(exported_onnx: Path, trained
     for path in (exported_onnx, trained_checkpoint):
         with backends.open_engine(path) as engine:
             assert [s.name for s in engine.inputs] == ["image"]
-            assert [s.name for s in engine.outputs] == ["lesion_probability", "class_probabilities", "ood_score"]
+            assert [s.name for s in engine.outputs] == ["lesion_probability", "class_probabilities"]
             assert engine.warmup(iterations=1, batch_size=2) > 0
             assert "compute" in engine.last_times.stages
             assert engine.metadata.input_size == 64

@@ -24,7 +24,7 @@ def test_export_is_valid_onnx_with_the_contract_and_metadata(exported_onnx: Path
     onnx.checker.check_model(model, full_check=True)
     assert model.opset_import[0].version >= 17
     assert [i.name for i in model.graph.input] == ["image"]
-    assert [o.name for o in model.graph.output] == ["lesion_probability", "class_probabilities", "ood_score"]
+    assert [o.name for o in model.graph.output] == ["lesion_probability", "class_probabilities"]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
     meta = ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, "model")
     from cosa_edge.train.checkpoint import load_checkpoint

@@ -95,7 +95,7 @@ def ood_engine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.test_train import tiny_config
 
     folder = tmp_path_factory.mktemp("ood")
-    samples = make_phantom_dataset(40, seed=2, size=(64, 64), normal_fraction=0.2)
+    samples = make_phantom_dataset(80, seed=2, size=(64, 64), normal_fraction=0.2)
     train(tiny_config(epochs=4, val_fraction=0.25, lr=1e-3, save_every=100), samples, folder / "run", progress=False)
     export_onnx(folder / "run" / "best.pt", folder / "model.onnx")
     return folder / "model.onnx"
@@ -112,8 +112,20 @@ def test_the_engine_scores_and_says_how_its_threshold_was_chosen(ood_engine: Pat
 
     with OnnxRuntimeEngine(ood_engine) as engine:
         assert [o.name for o in engine.outputs][-1] == "ood_score"
-        assert engine.metadata.ood["chosen_on"] == "validation: 10 held-out images"
+        assert engine.metadata.ood["chosen_on"] == "validation: 20 held-out images and 2 other acquisitions of each"
         assert engine.metadata.ood["threshold"] > 0 and "mean" not in engine.metadata.ood
+
+
+def test_too_few_validation_images_give_no_score_and_say_why(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from cosa_edge.train.checkpoint import load_checkpoint
+    from cosa_edge.train.loop import train
+    from tests.test_train import tiny_config
+
+    samples = make_phantom_dataset(24, seed=3, size=(64, 64))
+    train(tiny_config(epochs=1, val_fraction=0.25, save_every=100), samples, tmp_path / "run", progress=False)
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["ood"] == {
+        "chosen_on": "none: 6 validation images, fewer than the 20 a threshold needs"}
 
 
 def test_photographs_are_rejected_and_held_out_ultrasound_is_not(ood_engine: Path, tmp_path: Path) -> None:

@@ -11,6 +11,23 @@ import cv2
 import numpy as np
 
 
+def acquisition_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same tissue as another acquisition might deliver it: a field of view of another aspect ratio (which
+    the model's square input stretches) and lossy video compression.
+
+    Used to fit the out-of-distribution score, so that these ordinary differences are not called unusual.
+    """
+    height, width = image.shape
+    aspect = float(np.exp(rng.uniform(np.log(0.75), np.log(1.33))))
+    crop_h, crop_w = (height, max(8, int(width / aspect))) if aspect > 1 else (max(8, int(height * aspect)), width)
+    crop_h, crop_w = min(crop_h, height), min(crop_w, width)
+    y, x = int(rng.integers(0, height - crop_h + 1)), int(rng.integers(0, width - crop_w + 1))
+    view = cv2.resize(np.ascontiguousarray(image[y:y + crop_h, x:x + crop_w]), (width, height),
+                      interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", view, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 96))])
+    return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if ok else view
+
+
 def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Horizontal flip, small affine, gain and contrast, and multiplicative speckle.
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from .. import BENIGN, NO_LESION
 from ..calibration import apply_temperature, reliability
+from ..ood import mahalanobis
 from ..config import TrainConfig
 from ..data import Sample
 from ..data.splits import near_duplicate_groups, stratified_folds
@@ -32,7 +33,7 @@ from ..report.roc import plot_roc
 from ..report.tables import aggregate, write_tables
 from .checkpoint import load_model
 from .distributed import resolve_device
-from .evaluate import Predictions, predict, score
+from .evaluate import Predictions, collect_features, predict, score
 from .loop import train
 from .runner import data_summary
 
@@ -75,6 +76,18 @@ def test_fold_calibration(samples: list[Sample], predictions: Predictions,
                             "after": reliability(apply_temperature(probabilities, temperature), labels)}}
 
 
+def test_fold_out_of_distribution(model: Any, samples: list[Sample], payload: dict[str, Any], config: TrainConfig,
+                                  device: Any) -> dict[str, Any]:
+    """The share of the test fold's (in-distribution) images that the out-of-distribution threshold lets through."""
+    ood = payload.get("ood")
+    if not ood or "mean" not in ood:
+        return {}
+    features = collect_features(model, [s.image for s in samples], config.model.image_size, device)
+    scores = mahalanobis(features, ood["mean"].numpy(), ood["precision"].numpy())
+    return {"out_of_distribution": {"threshold": float(ood["threshold"]), "chosen_on": ood.get("chosen_on", ""),
+                                    "test_images": len(samples), "kept": float((scores <= ood["threshold"]).mean())}}
+
+
 def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, out_dir: Path, *, folds: int = 5,
                    architectures: list[str] | None = None, group_duplicates: bool = True,
                    progress: bool = True) -> CVResult:
@@ -115,6 +128,7 @@ def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, o
                 min_share = payload.get("presence", {}).get("min_lesion_share")
                 metrics = score(test_samples, predictions, min_share)
                 metrics.update(test_fold_calibration(test_samples, predictions, payload.get("calibration", {})))
+                metrics.update(test_fold_out_of_distribution(model, test_samples, payload, arch_config, device))
                 if "presence" in payload:
                     metrics["presence_chosen_on"] = payload["presence"].get("chosen_on", "")
                 atomic_write_json(metrics_file, metrics)

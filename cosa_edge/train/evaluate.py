@@ -66,14 +66,14 @@ def predict(model: nn.Module, samples: list[Sample], image_size: int, device: to
 
 
 @torch.no_grad()
-def collect_features(model: nn.Module, samples: list[Sample], image_size: int, device: torch.device,
+def collect_features(model: nn.Module, images: list[np.ndarray], image_size: int, device: torch.device,
                      batch_size: int = 16) -> np.ndarray | None:
-    """(N, D) pooled encoder features of each sample (what the out-of-distribution score uses); None if the
-    model has no such output."""
+    """(N, D) features of each grey image (what the out-of-distribution score uses); None if the model has
+    no such output."""
     model.eval()
     chunks = []
-    for start in range(0, len(samples), batch_size):
-        batch = torch.from_numpy(np.stack([preprocess(s.image, image_size) for s in samples[start:start + batch_size]]))
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.stack([preprocess(image, image_size) for image in images[start:start + batch_size]]))
         outputs = model(batch.to(device))
         if FEATURES not in outputs:
             return None

@@ -31,6 +31,7 @@ from .. import CLASS_NAMES, NO_LESION
 from ..calibration import calibrate
 from ..config import TrainConfig
 from ..data import Sample, class_counts
+from ..data.augment import acquisition_view
 from ..data.splits import stratified_holdout
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_json, atomic_write_text, json_safe
@@ -84,12 +85,36 @@ def multitask_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, labels
     return loss, {k: float(v.detach()) for k, v in terms.items()}
 
 
+#: The fewest validation images an out-of-distribution threshold is chosen on. The largest of n in-distribution
+#: scores is exceeded by a new in-distribution image with probability 1/(n+1): 20 keeps that under 5%.
+MIN_OOD_VALIDATION_IMAGES = 20
+#: Other acquisitions of each training image the out-of-distribution Gaussian is fitted on (data/augment.py).
+ACQUISITION_VIEWS = 2
+
+
+def with_acquisition_views(samples: list[Sample], seed: int, stream: int) -> list[np.ndarray]:
+    """The images and ACQUISITION_VIEWS other acquisitions of each (another aspect ratio, compression)."""
+    images = [s.image for s in samples]
+    for index, sample in enumerate(samples):
+        images += [acquisition_view(sample.image, np.random.default_rng([seed, stream, index, k]))
+                   for k in range(ACQUISITION_VIEWS)]
+    return images
+
+
 def fit_out_of_distribution(run_dir: Path, config: TrainConfig, train_samples: list[Sample],
-                             val_samples: list[Sample], device: torch.device) -> None:
+                            val_samples: list[Sample], device: torch.device) -> None:
     """Give best.pt and last.pt the Gaussian of their own training features and a threshold (cosa_edge/ood.py).
 
-    Each checkpoint gets its own: the features, and so the Gaussian, belong to its weights.
+    Each checkpoint gets its own: the features, and so the Gaussian, belong to its weights. Without enough
+    validation images no threshold can be trusted, and the checkpoint records why it has no score.
     """
+    if len(val_samples) < MIN_OOD_VALIDATION_IMAGES:
+        why = (f"none: {len(val_samples)} validation images, fewer than the {MIN_OOD_VALIDATION_IMAGES} a threshold "
+               "needs" if val_samples else "none: training had no validation split")
+        for name in ("last.pt", "best.pt"):
+            if (run_dir / name).exists():
+                add_to_checkpoint(run_dir / name, ood={"chosen_on": why})
+        return
     for name in ("last.pt", "best.pt"):
         path = run_dir / name
         if not path.exists():
@@ -97,18 +122,18 @@ def fit_out_of_distribution(run_dir: Path, config: TrainConfig, train_samples: l
         model = build_model(config.model)
         model.load_state_dict(load_checkpoint(path)["model"])
         model.to(device)
-        training = collect_features(model, train_samples, config.model.image_size, device)
+        # The training images and two other acquisitions of each (aspect ratio, compression): differences that
+        # every scanner and video link make are not what the score is for.
+        training = collect_features(model, with_acquisition_views(train_samples, config.seed, 0),
+                                    config.model.image_size, device)
         if training is None or len(training) < 2:
             continue  # a model without pooled features (VGG-16, LeNet) has no score
         gaussian = fit_gaussian(training)
-        if val_samples:
-            held_out = collect_features(model, val_samples, config.model.image_size, device)
-            scores, chosen_on = mahalanobis(held_out, gaussian["mean"], gaussian["precision"]), \
-                f"validation: {len(val_samples)} held-out images"
-        else:
-            scores, chosen_on = mahalanobis(training, gaussian["mean"], gaussian["precision"]), \
-                "training images (no validation split): it lets more unusual images through than it should"
-        threshold = choose_threshold(scores, chosen_on=chosen_on)
+        held_out = collect_features(model, with_acquisition_views(val_samples, config.seed, 1),
+                                    config.model.image_size, device)
+        threshold = choose_threshold(mahalanobis(held_out, gaussian["mean"], gaussian["precision"]),
+                                     chosen_on=f"validation: {len(val_samples)} held-out images and "
+                                               f"{ACQUISITION_VIEWS} other acquisitions of each")
         add_to_checkpoint(path, ood={**threshold, "mean": torch.from_numpy(gaussian["mean"]),
                                      "precision": torch.from_numpy(gaussian["precision"]),
                                      "shrinkage": gaussian["shrinkage"], "training_images": gaussian["training_images"],
