@@ -8,12 +8,11 @@ images together (each image is in one test fold), not the mean of the folds' ECE
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write_bytes
+from .figures import save_png
 from .tables import DISPLAY_NAMES
 
 #: Folds' bin edges are the same floats from one ``np.linspace``; rounding only guards against a JSON round trip.
@@ -77,9 +76,4 @@ def plot_reliability(per_model: dict[str, tuple[list[dict[str, Any]], list[dict[
     axes.set(xlabel="Confidence (probability of the predicted class)", ylabel="Accuracy", title=title,
              xlim=(lowest, 1), ylim=(0, 1.01))
     axes.legend(loc="best", fontsize=7)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    return save_png(figure, path)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
 from .. import BENIGN
-from ..fileio import atomic_write_bytes
 from ..metrics import auc, roc_curve
+from .figures import save_png
 from .tables import DISPLAY_NAMES
 
 
@@ -27,9 +26,4 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axes.set(xlabel="False positive rate", ylabel="True positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
     axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    return save_png(figure, path)
