@@ -115,12 +115,17 @@ def fit_out_of_distribution(run_dir: Path, config: TrainConfig, train_samples: l
             if (run_dir / name).exists():
                 add_to_checkpoint(run_dir / name, ood={"chosen_on": why})
         return
+    fitted: dict[str, dict[str, Any]] = {}  # by weights hash: best.pt often holds last.pt's weights
     for name in ("last.pt", "best.pt"):
         path = run_dir / name
         if not path.exists():
             continue
+        payload = load_checkpoint(path)
+        if payload["weights_sha256"] in fitted:
+            add_to_checkpoint(path, ood=fitted[payload["weights_sha256"]])
+            continue
         model = build_model(config.model)
-        model.load_state_dict(load_checkpoint(path)["model"])
+        model.load_state_dict(payload["model"])
         model.to(device)
         # The training images and two other acquisitions of each (aspect ratio, compression): differences that
         # every scanner and video link make are not what the score is for.
@@ -134,10 +139,11 @@ def fit_out_of_distribution(run_dir: Path, config: TrainConfig, train_samples: l
         threshold = choose_threshold(mahalanobis(held_out, gaussian["mean"], gaussian["precision"]),
                                      chosen_on=f"validation: {len(val_samples)} held-out images and "
                                                f"{ACQUISITION_VIEWS} other acquisitions of each")
-        add_to_checkpoint(path, ood={**threshold, "mean": torch.from_numpy(gaussian["mean"]),
-                                     "precision": torch.from_numpy(gaussian["precision"]),
-                                     "shrinkage": gaussian["shrinkage"], "training_images": gaussian["training_images"],
-                                     "features": "mean and SD per channel of the encoder's first three stages"})
+        fitted[payload["weights_sha256"]] = {
+            **threshold, "mean": torch.from_numpy(gaussian["mean"]), "precision": torch.from_numpy(gaussian["precision"]),
+            "shrinkage": gaussian["shrinkage"], "training_images": gaussian["training_images"],
+            "features": "mean and SD per channel of the encoder's first three stages"}
+        add_to_checkpoint(path, ood=fitted[payload["weights_sha256"]])
 
 
 #: The fewest validation lesion images a temperature is fitted on; below it the probabilities stay unscaled.
