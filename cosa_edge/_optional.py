@@ -23,6 +23,8 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "pycuda": ("tensorrt", "TensorRT engines and the CUDA kernel"),
     "cupy": ("tensorrt", "the Python implementation of the TensorRT plugin (pip install cupy-cuda12x)"),
     "openpyxl": ("udiat", "reading DatasetB.xlsx"),
+    "pydicom": ("dicom", "reading DICOM images and cine loops"),
+    "highdicom": ("dicom", "writing DICOM Segmentation and measurement reports"),
 }
 
 

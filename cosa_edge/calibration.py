@@ -85,9 +85,48 @@ def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_B
     return {"ece": float(ece), "bins": rows, "images": int(len(labels))}
 
 
+#: The parts of the validation images a temperature is cross-fitted on before it is kept (see :func:`calibrate`).
+CROSS_FIT_PARTS = 5
+
+
+def cross_fitted_nll(probabilities: np.ndarray, labels: np.ndarray,
+                     parts: int = CROSS_FIT_PARTS) -> tuple[float, float]:
+    """The NLL of each part of the images unscaled and under a temperature fitted on the other parts, averaged.
+
+    Parts interleave the images (every ``parts``-th one), so each holds about the same mix of classes.
+    """
+    probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels, int)
+    order = np.arange(len(labels))
+    unscaled = scaled = 0.0
+    for part in range(parts):
+        held = order % parts == part
+        if not held.any() or held.all():
+            continue
+        temperature = fit_temperature(probabilities[~held], labels[~held])
+        unscaled += negative_log_likelihood(probabilities[held], labels[held]) * held.sum()
+        scaled += negative_log_likelihood(apply_temperature(probabilities[held], temperature), labels[held]) * held.sum()
+    # Plain floats: the result travels in checkpoints, which load with weights_only (no numpy scalars).
+    return float(unscaled / len(labels)), float(scaled / len(labels))
+
+
 def calibrate(probabilities: np.ndarray, labels: np.ndarray, fitted_on: str) -> dict[str, Any]:
-    """Fit T and report the calibration before and after, on the same (validation) images."""
+    """Fit T and report the calibration before and after, on the same (validation) images.
+
+    A temperature is kept only where it generalises within the validation images: fitted on four fifths of
+    them, it must lower the NLL of the fifth left out (summed over the five ways round). Fitted on a few dozen
+    images, T also fits their noise; on BUSI such a T (0.83 on 77 lesion images per fold) raised the test folds'
+    calibration error (8.4% to 9.8%), so a T that does not pass this check is not applied (T = 1, said so).
+    """
     temperature = fit_temperature(probabilities, labels)
-    return {"temperature": temperature, "fitted_on": fitted_on,
-            "ece_before": reliability(probabilities, labels)["ece"],
-            "ece_after": reliability(apply_temperature(probabilities, temperature), labels)["ece"]}
+    unscaled, scaled = cross_fitted_nll(probabilities, labels)
+    ece_before = reliability(probabilities, labels)["ece"]
+    if not scaled < unscaled:
+        return {"temperature": 1.0,
+                "fitted_on": (f"none: a temperature fitted on {CROSS_FIT_PARTS - 1}/{CROSS_FIT_PARTS} of the {fitted_on} "
+                              f"did not lower the negative log-likelihood of the rest (cross-fitted {unscaled:.4f} "
+                              f"unscaled, {scaled:.4f} scaled), so the probabilities stay unscaled "
+                              f"(the fit on all of them gave T = {temperature:.3f})"),
+                "ece_before": ece_before, "ece_after": ece_before, "rejected_temperature": temperature}
+    return {"temperature": temperature, "fitted_on": fitted_on, "ece_before": ece_before,
+            "ece_after": reliability(apply_temperature(probabilities, temperature), labels)["ece"],
+            "cross_fitted_nll": {"unscaled": unscaled, "scaled": scaled}}

@@ -316,13 +316,26 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
 
 @cli.command()
 @click.option("--video", "source", required=True,
-              help="Video file (mp4, avi, mov...), an image, a folder of images, a camera index (0) or a stream URL.")
+              help="Video file (mp4, avi, mov...), an image, a folder of images, a DICOM file or series folder, a "
+              "camera index (0) or a stream URL.")
 @click.option("--engine", "engine_path", required=True, type=click.Path(dir_okay=False),
               help="An engine: .onnx (ONNX Runtime), .engine (TensorRT) or .pt (PyTorch).")
 @click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt", "torch"]), help="Override the runtime.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Annotated video (or image, for an image source).")
 @click.option("--results", type=click.Path(dir_okay=False), help="JSONL file, one record per frame.")
-@click.option("--roi", help="x,y,w,h: analyse only this part of the frame (crops a scanner's text and rulers).")
+@click.option("--roi", help="x,y,w,h: analyse only this part of the frame (crops a scanner's text and rulers); "
+              "'auto' finds the imaging area of a screen capture from its first frames. Default: a DICOM file's 2D "
+              "tissue region, else the whole frame.")
+@click.option("--region", type=click.IntRange(min=0),
+              help="Which 2D tissue region of a DICOM image to analyse where it holds several (dual view), from 0.")
+@click.option("--pixel-spacing", help="MM or DY,DX: millimetres per pixel, for sources that carry no calibration "
+              "(DICOM files carry their own). Holds for one depth setting only: a scanner's scale changes with depth.")
+@click.option("--keep-outside-roi", is_flag=True, help="Keep what lies outside the region of interest in the "
+              "annotated video. By default it is blanked, since scanners burn the patient's name into the header.")
+@click.option("--dicom-seg", type=click.Path(dir_okay=False), help="For a single-frame DICOM image: write the lesion "
+              "mask as a DICOM Segmentation referencing it (carries the patient's identity, as DICOM requires).")
+@click.option("--dicom-sr", type=click.Path(dir_okay=False), help="For a DICOM cine or still: write the lesion's long "
+              "and short axes and area per frame as a DICOM measurement report (TID 1500) referencing it.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Frames per engine call; the loop never waits to fill a batch.")
 @click.option("--realtime", is_flag=True, help="Bounded latency for live probes: read files at their frame rate, "
@@ -332,22 +345,32 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the engine.")
 @research_use
 def infer(source: str, engine_path: str, backend: str | None, out: str | None, results: str | None, roi: str | None,
-          batch_size: int, realtime: bool, smooth: float, threads: int | None) -> None:
-    """Run an engine over ultrasound video or images; write an annotated video and per-frame JSONL.
+          region: int | None, pixel_spacing: str | None, keep_outside_roi: bool, dicom_seg: str | None,
+          dicom_sr: str | None, batch_size: int, realtime: bool, smooth: float, threads: int | None) -> None:
+    """Run an engine over ultrasound video, images or DICOM; write an annotated video and per-frame JSONL.
+
+    DICOM files (single- and multi-frame) and DICOM series folders are recognised by content: every frame is
+    read, at the file's own frame rate, with the scanner's 2D tissue region and its millimetre calibration
+    (install the dicom extra). Each frame record names its region of interest, its instance (DICOM) and the
+    lesion's area and long and short axes in mm where the source is calibrated (null otherwise).
 
     The engine's hash is checked on load. The JSONL starts with a header record (engine name and hash,
-    model, thresholds, source file name, start time; no folder names) and every frame record carries the
-    engine's hash.
+    model, thresholds, source file name, start time; no folder names, no patient attributes) and every frame
+    record carries the engine's hash.
     """
     from .backends import backend_for, open_engine
-    from .stream.run import infer_source, parse_roi
+    from .stream.run import infer_source, parse_pixel_spacing, parse_roi
 
-    if out is None and results is None:
-        raise CosaEdgeError("nothing to write: give --out (annotated video) and/or --results (JSONL)")
+    if out is None and results is None and dicom_seg is None and dicom_sr is None:
+        raise CosaEdgeError("nothing to write: give --out (annotated video), --results (JSONL), --dicom-seg or --dicom-sr")
     runtime = backend or backend_for(Path(engine_path))
     with open_engine(engine_path, backend=runtime, **_runtime_options(runtime, threads)) as engine:
         stats = infer_source(source, engine, Path(out) if out else None, Path(results) if results else None,
-                             batch_size=batch_size, roi=parse_roi(roi), realtime=realtime, smoothing=smooth)
+                             batch_size=batch_size, roi=parse_roi(roi), realtime=realtime, smoothing=smooth,
+                             region=region, pixel_spacing_mm=parse_pixel_spacing(pixel_spacing),
+                             keep_outside_roi=keep_outside_roi, notify=lambda line: click.echo(line, err=True),
+                             dicom_seg=Path(dicom_seg) if dicom_seg else None,
+                             dicom_sr=Path(dicom_sr) if dicom_sr else None)
     if stats.stopped_early:
         click.echo(f"warning: {stats.stopped_early}", err=True)
     skipped = f", skipped {stats.frames_skipped} stale frames" if realtime else ""
@@ -431,26 +454,35 @@ def models() -> None:
 @click.option("--video/--no-video", default=True, show_default=True, help="Also render a probe-sweep video (sweep.mp4).")
 @click.option("--frames", type=click.IntRange(min=1), default=120, show_default=True, help="Frames of the video.")
 @click.option("--frame-size", default="256x320", show_default=True, help="HEIGHTxWIDTH of the video's frames.")
-def phantom(out_dir: str, count: int, size: int, seed: int, video: bool, frames: int, frame_size: str) -> None:
+@click.option("--dicom", is_flag=True, help="Also write the sweep as a DICOM cine loop (sweep.dcm: JPEG frames, "
+              "Frame Time, a 2D tissue region at 0.1 mm per pixel); needs the dicom extra.")
+def phantom(out_dir: str, count: int, size: int, seed: int, video: bool, frames: int, frame_size: str,
+            dicom: bool) -> None:
     """Write synthetic ultrasound phantoms (images/, masks/, labels.csv) and a sweep video."""
     from .data.folder import write_folder
     from .data.phantom import make_phantom_dataset, write_sweep_video
 
     write_folder(make_phantom_dataset(count, seed=seed, size=(size, size)), Path(out_dir))
     click.echo(f"wrote {count} phantoms to {out_dir} (use --data folder:{out_dir})")
-    if video:
+    if video or dicom:
         try:
             height, width = (int(v) for v in frame_size.lower().split("x"))
         except ValueError:
             raise CosaEdgeError(f"--frame-size {frame_size!r} must be HEIGHTxWIDTH, e.g. 480x640") from None
+    if video:
         path = write_sweep_video(Path(out_dir) / "sweep.mp4", seed=seed, frames=frames, size=(height, width))
+        click.echo(f"wrote {path}")
+    if dicom:
+        from .data.dicom_phantom import write_sweep_dicom
+
+        path = write_sweep_dicom(Path(out_dir) / "sweep.dcm", seed=seed, frames=frames, size=(height, width))
         click.echo(f"wrote {path}")
 
 
 @cli.command()
 @click.option("--out", "out_dir", default="demo-out", show_default=True, type=click.Path(file_okay=False))
-@click.option("--data", "data_spec", default="phantom:60", show_default=True, help=DATA_HELP)
-@click.option("--epochs", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--data", "data_spec", default="phantom:160", show_default=True, help=DATA_HELP)
+@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True)
 @click.option("--image-size", type=click.IntRange(min=32), default=128, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def demo(out_dir: str, data_spec: str, epochs: int, image_size: int, device: str) -> None:

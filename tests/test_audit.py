@@ -243,7 +243,8 @@ def test_jsonl_starts_with_an_audit_header(exported_onnx: Path, tmp_path: Path) 
     assert header["calibration_temperature"] == 1.0
     assert header["thresholds"]["min_lesion_share_from"] == "model"
     assert header["source"] == "sweep.mp4" and header["source_kind"] == "video"
-    assert header["settings"] == {"roi": None, "batch_size": 1, "realtime": False, "smoothing": 0.5}
+    assert header["settings"] == {"roi": None, "region": None, "batch_size": 1, "realtime": False, "smoothing": 0.5,
+                                  "pixel_spacing_mm": None, "keep_outside_roi": False}
     assert datetime.fromisoformat(header["started"]).tzinfo is not None
     assert all(r["engine_sha256"] == expected_hash for r in records)
     assert "Doe_Jane" not in text and str(tmp_path) not in text and str(exported_onnx.parent) not in text
@@ -283,3 +284,23 @@ def test_header_of_an_engine_without_integrity() -> None:
     assert header["engine"] == "x.onnx" and header["engine_sha256"] is None and not header["engine_hash_verified"]
     assert header["thresholds"]["min_lesion_share"] == 0.01 and header["thresholds"]["min_lesion_share_from"] == "model"
     assert header["calibration_temperature"] == 1.5
+
+
+def test_cli_infer_on_a_dicom_cine_with_a_real_engine(exported_onnx: Path, tmp_path: Path) -> None:
+    """The whole command on a DICOM cine (the exported ONNX model, not a stand-in): every frame, its region and its
+    calibration; a bad --pixel-spacing is one line, not a traceback."""
+    pytest.importorskip("pydicom")
+    from cosa_edge.data.dicom_phantom import write_sweep_dicom
+
+    cine = write_sweep_dicom(tmp_path / "cine.dcm", seed=2, frames=4, size=(96, 128), fps=25.0, spacing_mm=0.2)
+    result = CliRunner().invoke(cli, ["infer", "--video", str(cine), "--engine", str(exported_onnx), "--results",
+                                      str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "o.avi")])
+    assert result.exit_code == 0, result.output
+    header, *records = (json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines())
+    assert header["source"] == "cine.dcm" and header["source_kind"] == "dicom" and len(records) == 4
+    assert [r["timestamp"] for r in records] == pytest.approx([0.0, 0.04, 0.08, 0.12])
+    assert all(r["roi"] == [0, 0, 128, 96] and r["pixel_spacing_mm"] == [0.2, 0.2] for r in records)
+    bad = CliRunner().invoke(cli, ["infer", "--video", str(cine), "--engine", str(exported_onnx), "--results",
+                                   str(tmp_path / "bad.jsonl"), "--pixel-spacing", "wide"])
+    assert bad.exit_code != 0 and "--pixel-spacing 'wide' must be MM or DY,DX" in bad.output
+    assert "Traceback" not in bad.output and not (tmp_path / "bad.jsonl").exists()

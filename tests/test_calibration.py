@@ -46,3 +46,39 @@ def test_reliability_of_a_perfectly_calibrated_toy() -> None:
 def test_temperature_one_is_the_identity() -> None:
     probabilities, _ = _overconfident(10, 1.0)
     np.testing.assert_allclose(apply_temperature(probabilities, 1.0), probabilities, rtol=1e-9, atol=1e-12)
+
+
+def test_a_temperature_is_kept_only_where_it_generalises_within_the_validation_images() -> None:
+    """77 validation images (BUSI's per fold): a calibrated model mostly keeps T = 1, which does better on fresh
+    images than always applying the fitted T; a model three times too confident keeps its fit."""
+    from cosa_edge.calibration import negative_log_likelihood
+
+    kept, fresh_guarded, fresh_always = {1.0: 0, 3.0: 0}, [], []
+    draws = 40
+    for true_temperature in kept:
+        for seed in range(draws):
+            probabilities, labels = _overconfident(77, true_temperature, seed=100 + seed)
+            result = calibrate(probabilities, labels, fitted_on="validation: 77 lesion images")
+            kept[true_temperature] += result["temperature"] != 1.0
+            if true_temperature == 1.0:
+                fresh, fresh_labels = _overconfident(2000, 1.0, seed=10_000 + seed)
+                always = result.get("rejected_temperature", result["temperature"])
+                fresh_guarded.append(negative_log_likelihood(apply_temperature(fresh, result["temperature"]), fresh_labels))
+                fresh_always.append(negative_log_likelihood(apply_temperature(fresh, always), fresh_labels))
+            if result["temperature"] == 1.0:
+                assert result["fitted_on"].startswith("none: ") and result["ece_after"] == result["ece_before"]
+    assert kept[1.0] <= 0.4 * draws and kept[3.0] >= 0.9 * draws, kept
+    assert np.mean(fresh_guarded) < np.mean(fresh_always)
+
+
+def test_the_calibration_record_holds_plain_types_only() -> None:
+    """It is stored in checkpoints, which load with weights_only: a numpy scalar there makes them unreadable."""
+    def plain(value: object) -> bool:
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        return type(value) in (float, int, str, bool)
+
+    for true_temperature in (1.0, 3.0):  # one record that keeps its temperature, one that may not
+        for seed in range(3):
+            probabilities, labels = _overconfident(77, true_temperature, seed=seed)
+            assert plain(calibrate(probabilities, labels, fitted_on="validation"))

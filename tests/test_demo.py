@@ -44,12 +44,19 @@ def test_demo_at_its_defaults_is_right(tmp_path: Path) -> None:
     assert clinical["sensitivity"] >= 0.9 and clinical["specificity"] >= 0.9, clinical
     assert metrics["presence"]["specificity"] >= 0.9 and metrics["presence"]["sensitivity"] >= 0.9, metrics["presence"]
     records = [json.loads(line) for line in (tmp_path / "demo" / "results.jsonl").read_text().splitlines()[1:]]
-    truth = [frame.mask.any() for frame in phantom_sweep(7, frames=len(records))]
+    sweep = list(phantom_sweep(7, frames=len(records)))
+    truth = [frame.mask.any() for frame in sweep]
+    whole = max(int(frame.mask.sum()) for frame in sweep)
+    in_view = [frame.mask.sum() / whole for frame in sweep]  # the share of the lesion inside the frame
     lesion_frames = [r for r in records if r["status"] == "lesion"]
     assert all(truth[r["index"]] for r in lesion_frames)  # a lesion is reported only where there is one
-    assert len(lesion_frames) >= 20  # the lesion is seen over much of the sweep
-    # The sweep's lesion is malignant (spiculated, with a shadow): every frame that shows it says so.
-    assert all(r["predicted_class"] == "malignant" and r["malignancy_score"] > 0.5 for r in lesion_frames)
+    judged = [r for r in lesion_frames if "predicted_class" in r]
+    assert len(judged) >= 20  # the lesion is seen, and judged, over much of the sweep
+    # The sweep's lesion is malignant (spiculated, with a shadow): every frame that judges it says so. Where it
+    # enters and leaves the view it is not judged ("partly out of view"): no verdict on less than 95% of it.
+    assert all(r["predicted_class"] == "malignant" and r["malignancy_score"] > 0.5 for r in judged)
+    assert all(in_view[r["index"]] >= 0.95 for r in judged)
+    assert all(r["reason"] == "lesion_partly_out_of_view" for r in lesion_frames if "predicted_class" not in r)
     without = [r for r in records if not truth[r["index"]]]
     assert without and all(r["status"] in ("no_lesion", "rejected") for r in without)
     assert sum(r["status"] == "rejected" for r in records) <= 0.1 * len(records)

@@ -78,3 +78,21 @@ def test_sweep_video_is_readable(tmp_path: Path) -> None:
         count += 1
     assert count == 6
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_lesions_at_the_edge_reach_the_side_of_the_field() -> None:
+    """As a sweeping probe shows them: cut by (or touching) the left or right side, at least half in view."""
+    sides = set()
+    for seed in range(12):
+        centred, edge = make_phantom(seed, label=MALIGNANT), make_phantom(seed, label=MALIGNANT, at_edge=True)
+        columns = np.flatnonzero(edge.mask.any(axis=0))
+        assert columns[0] == 0 or columns[-1] == edge.mask.shape[1] - 1
+        sides.add("left" if columns[0] == 0 else "right")
+        assert not (centred.mask[:, 0].any() or centred.mask[:, -1].any())
+        assert edge.mask.any() and edge.mask.sum() >= 0.4 * centred.mask.sum()
+    assert sides == {"left", "right"}
+    dataset = make_phantom_dataset(40, normal_fraction=0.2, edge_fraction=0.25)
+    for label in (BENIGN, MALIGNANT):
+        members = [s for s in dataset if s.label == label]
+        at_side = [s for s in members if s.mask[:, 0].any() or s.mask[:, -1].any()]
+        assert 0.15 * len(members) <= len(at_side) <= 0.4 * len(members), (label, len(at_side), len(members))

@@ -97,6 +97,27 @@ def test_smoothing_starts_afresh_after_a_frame_without_a_lesion() -> None:
     assert after.smoothed == pytest.approx([0.1, 0.9])  # not pulled towards the benign frames before the gap
 
 
+def test_a_lesion_reaching_the_side_of_the_view_gets_no_class() -> None:
+    """Part of such a lesion (and of its margin, which COSA classifies from) is out of view: no verdict, a reason,
+    and the smoother starts afresh, so the next judged frame is not averaged with what came before."""
+    roi, smoother = (0, 0, 64, 64), ProbabilitySmoother(0.5)
+    judged = summarise(0, 0.0, _probability(), np.array([0.9, 0.1]), roi, 1.0, smoother)
+    assert judged.predicted == "benign" and judged.reason is None
+    for side in ((slice(20, 40), slice(50, 64)), (slice(0, 10), slice(20, 40)), (slice(54, 64), slice(0, 64))):
+        cut = summarise(1, 0.0, _probability(lesion=side), np.array([0.1, 0.9]), roi, 1.0, smoother)
+        assert cut.status == "lesion" and cut.predicted == "" and cut.malignancy_score is None
+        assert cut.reason == "lesion_partly_out_of_view" and cut.bbox is not None and cut.lesion_area_px > 0
+        record = cut.record()
+        assert record["reason"] == "lesion_partly_out_of_view" and "lesion_area_px" in record
+        assert not {"class_probabilities", "predicted_class", "malignancy_score"} & set(record)
+        assert frame_label(cut) == "lesion partly out of view: no verdict"
+    after = summarise(2, 0.0, _probability(), np.array([0.1, 0.9]), roi, 1.0, smoother)
+    assert after.smoothed == pytest.approx([0.1, 0.9]) and after.predicted == "malignant"
+    # One pixel clear of the side is in view.
+    assert summarise(3, 0.0, _probability(lesion=(slice(1, 63), slice(1, 63))), np.array([0.1, 0.9]), roi,
+                     1.0).predicted == "malignant"
+
+
 def test_the_overlay_says_no_lesion_or_a_malignancy_score_in_neutral_colours() -> None:
     roi, frame = (0, 0, 64, 64), np.full((64, 64), 100, np.uint8)
     empty = summarise(0, 0.0, _probability(lesion=None), np.array([0.2, 0.8]), roi, 1.0)

@@ -148,4 +148,6 @@ def test_photographs_are_rejected_and_held_out_ultrasound_is_not(ood_engine: Pat
     assert sum(r["status"] != "rejected" for r in ultrasound) >= 0.95 * len(ultrasound)
     assert all(r["status"] == "rejected" for r in photos), [(r["index"], r["status"]) for r in photos]
     assert {r["reason"] for r in photos} <= {"out_of_distribution", "colour"}
-    assert all(set(r) == {"index", "timestamp", "status", "reason", "latency_ms", "engine_sha256"} for r in photos)
+    # Nothing about a lesion: the region analysed and its calibration only.
+    assert all(set(r) == {"index", "timestamp", "status", "roi", "pixel_spacing_mm", "reason", "latency_ms",
+                          "engine_sha256"} for r in photos)

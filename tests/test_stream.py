@@ -17,12 +17,14 @@ from cosa_edge.stream.postprocess import ProbabilitySmoother, summarise
 from cosa_edge.stream.run import infer_source, parse_roi
 from cosa_edge.stream.sources import FrameSource
 
-NO_LESION_KEYS = {"index", "timestamp", "status", "lesion_area_px", "lesion_share_of_roi", "bbox", "latency_ms"}
+NO_LESION_KEYS = {"index", "timestamp", "status", "roi", "lesion_area_px", "lesion_share_of_roi", "bbox", "latency_ms",
+                  "pixel_spacing_mm", "lesion_area_mm2", "lesion_long_axis_mm", "lesion_short_axis_mm"}
 RECORD_KEYS = NO_LESION_KEYS | {"malignancy_score", "class_probabilities", "smoothed_probabilities", "predicted_class"}
 
 
 class FakeEngine(Engine):
-    """Dark pixels are lesion; the malignant probability is the frame's mean brightness. Optionally slow."""
+    """Dark pixels away from the sides are lesion (then some frames' lesions are wholly in view and judged); the
+    malignant probability is the frame's mean brightness. Optionally slow."""
 
     backend = "fake"
 
@@ -45,7 +47,9 @@ class FakeEngine(Engine):
         time.sleep(self.delay)
         self.last_times.stages = {"compute": (time.perf_counter() - started) * 1e3}
         malignant = batch.mean(axis=(1, 2, 3)) / 255.0
-        return {"lesion_probability": (batch < 60).astype(np.float32),
+        lesion = (batch < 60).astype(np.float32)
+        lesion[..., :4, :], lesion[..., -4:, :], lesion[..., :4], lesion[..., -4:] = 0, 0, 0, 0
+        return {"lesion_probability": lesion,
                 "class_probabilities": np.stack([1 - malignant, malignant], axis=1).astype(np.float32)}
 
 
@@ -59,9 +63,15 @@ def test_offline_keeps_every_frame_in_order(video: Path, tmp_path: Path) -> None
     stats = infer_source(str(video), engine, tmp_path / "out.mp4", tmp_path / "out.jsonl", batch_size=4, progress=False)
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()[1:]]  # after the header
     assert [r["index"] for r in records] == list(range(40)) and stats.frames_processed == 40
-    # The JSONL writer adds the engine's hash; a frame without a lesion carries no class.
-    assert all(set(r) == (RECORD_KEYS if r["status"] == "lesion" else NO_LESION_KEYS) | {"engine_sha256"}
-               for r in records)
+    # The JSONL writer adds the engine's hash; a frame without a lesion, or with one only partly in view, carries
+    # no class.
+    def expected_keys(record: dict) -> set[str]:
+        if record["status"] != "lesion":
+            return NO_LESION_KEYS
+        return NO_LESION_KEYS | {"reason"} if record.get("reason") == "lesion_partly_out_of_view" else RECORD_KEYS
+
+    assert all(set(r) == expected_keys(r) | {"engine_sha256"} for r in records)
+    assert any("predicted_class" in r for r in records)
     assert max(engine.batches) > 1  # batching happened
     capture = cv2.VideoCapture(str(tmp_path / "out.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 40
@@ -112,6 +122,44 @@ def test_engine_failure_still_closes_outputs(video: Path, tmp_path: Path) -> Non
     lines = (tmp_path / "o.jsonl").read_text().splitlines()[1:]  # after the header
     assert 1 <= len(lines) <= 3 and [json.loads(l)["index"] for l in lines] == list(range(len(lines)))  # noqa: E741
     assert cv2.VideoCapture(str(tmp_path / "o.mp4")).read()[0]
+
+
+def test_an_engine_failure_after_the_last_result_was_taken_ends_the_run(video: Path) -> None:
+    """The engine fails only once the caller has taken every result so far and waits for the next: the run must
+    end with the engine's error (it used to wait for that result for ever)."""
+    import threading
+
+    taken = threading.Event()
+
+    class FailsWhileTheCallerWaits(FakeEngine):
+        def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+            if self.calls >= 2:
+                assert taken.wait(10)  # the caller has taken both results and waits for more
+                time.sleep(0.3)
+                raise RuntimeError("device lost")
+            return super()._infer(batch)
+
+    seen: list[int] = []
+
+    def on_result(frame, result, overlay) -> None:  # noqa: ANN001
+        seen.append(frame.index)
+        if len(seen) == 2:
+            taken.set()
+
+    outcome: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _run_catching(video, FailsWhileTheCallerWaits(), on_result, outcome),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "the pipeline hung after the engine failed"
+    assert len(outcome) == 1 and "device lost" in str(outcome[0]) and seen == [0, 1]
+
+
+def _run_catching(video: Path, engine: Engine, on_result, outcome: list[BaseException]) -> None:  # noqa: ANN001
+    try:
+        run_pipeline(FrameSource(str(video)), engine, on_result)
+    except BaseException as exc:  # noqa: BLE001  (handed to the test's thread)
+        outcome.append(exc)
 
 
 def test_truncated_video_is_processed_up_to_the_damage(video: Path, tmp_path: Path) -> None:

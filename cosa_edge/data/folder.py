@@ -1,6 +1,6 @@
 """A plain folder of images, masks and labels, for data that comes in no published layout.
 
-    images/NAME.png (or .jpg, .bmp, .tif)
+    images/NAME.png (or .jpg, .bmp, .tif, or .dcm: a DICOM image, read through pydicom)
     masks/NAME.png              same stem as the image
     labels.csv                  columns image,label with label benign or malignant (or 0/1)
 """
@@ -18,6 +18,8 @@ from .imageio import read_grey, read_mask
 from .sample import Sample
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: Training images may also be DICOM (the first frame of a file is the image); masks are plain images.
+TRAINING_IMAGE_SUFFIXES = (*IMAGE_SUFFIXES, ".dcm")
 
 
 def _parse_label(value: str, where: str) -> int:
@@ -42,7 +44,8 @@ def load_folder(path: Path, progress: bool = True) -> list[Sample]:
     samples = []
     for row in tqdm(rows, desc="reading folder", unit="img", disable=not progress, leave=False):
         stem = Path(row["image"]).stem
-        image_path = next((root / "images" / (stem + s) for s in IMAGE_SUFFIXES if (root / "images" / (stem + s)).is_file()), None)
+        image_path = next((root / "images" / (stem + s) for s in TRAINING_IMAGE_SUFFIXES
+                           if (root / "images" / (stem + s)).is_file()), None)
         if image_path is None:
             raise CosaEdgeError(f"{labels_path} lists {row['image']} but images/ has no such image")
         mask_path = next((root / "masks" / (stem + s) for s in IMAGE_SUFFIXES if (root / "masks" / (stem + s)).is_file()), None)

@@ -46,7 +46,14 @@ def _decode(path: Path) -> np.ndarray:
 
 
 def read_grey(path: Path) -> np.ndarray:
-    """Read an image file as uint8 grey; a missing or undecodable file is a :class:`CosaEdgeError`."""
+    """Read an image file as uint8 grey; a missing or undecodable file is a :class:`CosaEdgeError`.
+
+    A DICOM file (recognised by content, whatever its suffix) is read through pydicom (its first frame), never
+    through OpenCV, which does not read DICOM."""
+    from .dicom import is_dicom, read_dicom_grey
+
+    if is_dicom(Path(path)):
+        return read_dicom_grey(Path(path))
     return to_grey_uint8(_decode(path), what=str(path))
 
 

@@ -135,14 +135,34 @@ def render_bmode(echo: np.ndarray, speckle: np.ndarray, rng: np.random.Generator
     return np.clip(compressed * 255.0, 0, 255).astype(np.uint8)
 
 
-def make_phantom(seed: int, label: int | None = None, size: tuple[int, int] = (256, 256)) -> Sample:
-    """One phantom image with one lesion, or none for ``label=NO_LESION``; the same seed gives the same image."""
+def _lesion_centre_x(draw: float, width: int, lesion_size: float, at_edge: bool) -> float:
+    """The lesion's centre from one uniform draw in [0.3, 0.7]: mid-field, or at the left or right side.
+
+    At the side, the centre lies between the side itself (half the lesion in view) and a third of the lesion's
+    size inside it (the narrowest lesion, a malignant one 1.5 times taller than wide, then touches the side).
+    One draw either way keeps the random stream, and so the rest of the phantom, the same.
+    """
+    if not at_edge:
+        return draw * width
+    position = (draw - 0.3) / 0.4  # in [0, 1]: the lower half goes to the left side, the upper to the right
+    offset = (position % 0.5) * 2.0 * lesion_size / 3.0
+    return offset if position < 0.5 else width - 1 - offset
+
+
+def make_phantom(seed: int, label: int | None = None, size: tuple[int, int] = (256, 256),
+                 at_edge: bool = False) -> Sample:
+    """One phantom image with one lesion, or none for ``label=NO_LESION``; the same seed gives the same image.
+
+    ``at_edge``: the lesion sits at the left or right side of the field, partly out of view, as a sweeping
+    probe sees a lesion enter and leave. A model that has seen only centred lesions stops its masks short of
+    the image's side, so that a lesion cut by the side looked wholly in view (and was judged).
+    """
     rng = np.random.default_rng(seed)
     height, width = size
     if label is None:
         label = int(rng.integers(0, 2))
     lesion_size = rng.uniform(0.2, 0.4) * min(height, width)
-    centre = (rng.uniform(0.3, 0.7) * width, rng.uniform(0.4, 0.6) * height)
+    centre = (_lesion_centre_x(rng.uniform(0.3, 0.7), width, lesion_size, at_edge), rng.uniform(0.4, 0.6) * height)
     if label == NO_LESION:
         # Healthy tissue only: the same texture, no lesion drawn (the lesion's draws keep the stream aligned).
         make_lesion(rng, BENIGN, centre, lesion_size)
@@ -162,20 +182,29 @@ def _spread(count: int, fraction: float) -> np.ndarray:
 
 
 def make_phantom_dataset(count: int, seed: int = 0, size: tuple[int, int] = (256, 256),
-                         malignant_fraction: float = 1 / 3, normal_fraction: float = 0.0) -> list[Sample]:
+                         malignant_fraction: float = 1 / 3, normal_fraction: float = 0.0,
+                         edge_fraction: float = 0.0) -> list[Sample]:
     """``count`` phantoms with about BUSI's class balance (a third of the lesions malignant) unless told otherwise.
 
-    ``normal_fraction`` of them hold no lesion (label NO_LESION), spread evenly among the others.
+    ``normal_fraction`` of them hold no lesion (label NO_LESION), spread evenly among the others;
+    ``edge_fraction`` of each class's lesions sit at the side of the field, partly out of view.
     """
     if count < 1:
         raise CosaEdgeError(f"a phantom data set needs at least one image, not {count}")
-    if not 0.0 <= normal_fraction < 1.0:
-        raise CosaEdgeError(f"the share of lesion-free phantoms must lie in [0, 1), not {normal_fraction}")
+    for name, fraction in (("lesion-free phantoms", normal_fraction), ("lesions at the edge", edge_fraction)):
+        if not 0.0 <= fraction < 1.0:
+            raise CosaEdgeError(f"the share of {name} must lie in [0, 1), not {fraction}")
     normal = _spread(count, normal_fraction) if normal_fraction else np.zeros(count, bool)
     malignant = _spread(int((~normal).sum()), malignant_fraction)
     labels = np.full(count, NO_LESION)
     labels[~normal] = malignant.astype(int)
-    return [make_phantom(seed * 100_003 + i, label=int(labels[i]), size=size) for i in range(count)]
+    at_edge = np.zeros(count, bool)
+    for label in (BENIGN, MALIGNANT):  # spread within each class, so both classes are seen at the edge
+        members = np.flatnonzero(labels == label)
+        if edge_fraction and members.size:
+            at_edge[members] = _spread(members.size, edge_fraction)
+    return [make_phantom(seed * 100_003 + i, label=int(labels[i]), size=size, at_edge=bool(at_edge[i]))
+            for i in range(count)]
 
 
 # The share of a frame's speckle field that decorrelates from one frame to the next (a hand-held probe),

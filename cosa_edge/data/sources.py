@@ -21,6 +21,9 @@ _LOADERS = {"busi": load_busi, "udiat": load_udiat, "folder": load_folder}
 
 #: The share of lesion-free phantoms with include_normal, about BUSI's (133 normal of 780 images).
 PHANTOM_NORMAL_FRACTION = 0.2
+#: The share of each class's phantom lesions placed at the side of the field, partly out of view (a probe
+#: sweep shows every lesion entering and leaving the image; BUSI's stills mostly centre theirs).
+PHANTOM_EDGE_FRACTION = 0.25
 
 
 def load_dataset(spec: str, progress: bool = True, phantom_size: int = 256, seed: int = 0,
@@ -37,7 +40,8 @@ def load_dataset(spec: str, progress: bool = True, phantom_size: int = 256, seed
         except ValueError:
             raise CosaEdgeError(f"data spec {spec!r}: phantom takes a count, e.g. phantom:96") from None
         return make_phantom_dataset(count, seed=seed, size=(phantom_size, phantom_size),
-                                    normal_fraction=PHANTOM_NORMAL_FRACTION if include_normal else 0.0)
+                                    normal_fraction=PHANTOM_NORMAL_FRACTION if include_normal else 0.0,
+                                    edge_fraction=PHANTOM_EDGE_FRACTION)
     if kind in _LOADERS:
         if not argument:
             raise CosaEdgeError(f"data spec {spec!r} needs a path, e.g. {kind}:/data/{kind}")

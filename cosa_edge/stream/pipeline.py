@@ -53,15 +53,19 @@ class PipelineStats:
 
 
 class _Stage(threading.Thread):
-    def __init__(self, name: str, target: Callable[[], None], errors: list[BaseException]) -> None:
+    def __init__(self, name: str, target: Callable[[], None], errors: list[BaseException],
+                 stop: threading.Event) -> None:
         super().__init__(name=name, daemon=True)
-        self._work, self._errors = target, errors
+        self._work, self._errors, self._halt = target, errors, stop
 
     def run(self) -> None:
         try:
             self._work()
         except BaseException as exc:  # re-raised in the caller's thread
             self._errors.append(exc)
+            # Stop every stage: the caller may already be waiting for a result this stage will never send
+            # (it hung there when the engine failed after the last result had been taken).
+            self._halt.set()
 
 
 def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
@@ -86,11 +90,16 @@ def _get(q: queue.Queue, stop: threading.Event) -> Any:
 def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame, FrameResult, np.ndarray], None], *,
                  batch_size: int = 1, roi: Roi | None = None, realtime: bool = False, smoothing: float = 1.0,
                  queue_size: int = 8, draw: bool = True, progress: Callable[[int], None] | None = None,
-                 quality_gate: bool = True) -> PipelineStats:
+                 quality_gate: bool = True, pixel_spacing_mm: tuple[float, float] | None = None,
+                 keep_outside_roi: bool = False) -> PipelineStats:
     """Run ``engine`` over every frame of ``source``; ``on_result(frame, result, overlay)`` gets each in order.
 
-    ``quality_gate``: frames the model was not made for (blank, frozen, colour; out of distribution where
-    the engine scores it) get status "rejected" with a reason and no verdict (stream/quality.py).
+    ``roi`` (x, y, w, h) is the region analysed; without it, a DICOM frame's 2D tissue region, else the whole
+    frame. ``pixel_spacing_mm`` (dy, dx) calibrates sources whose frames carry no spacing of their own (a DICOM
+    region's or Pixel Spacing comes first). ``quality_gate``: frames the model was not made for (blank, frozen,
+    colour; out of distribution where the engine scores it) get status "rejected" with a reason and no verdict
+    (stream/quality.py). Overlays blank what lies outside a region in force (scanners burn the patient's name
+    into the header bar) unless ``keep_outside_roi``.
     """
     stats = PipelineStats()
     stop, errors = threading.Event(), []
@@ -136,7 +145,7 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
     def preprocess() -> None:
         while (frame := _get(decoded, stop)) is not _END:
             t0 = time.perf_counter()
-            region = frame_roi(frame.image.shape, roi)
+            region = frame_roi(frame.image.shape, roi if roi is not None else frame.region)
             rejected = gate.check(frame.image, region) if gate is not None else None
             grey = resize_grey(frame.image, size, region) if rejected is None else None
             stats.stage_ms["preprocess"].append((time.perf_counter() - t0) * 1e3)
@@ -182,10 +191,12 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
                 return False
         return True
 
-    stages = [_Stage("reader", read, errors), _Stage("preprocess", preprocess, errors), _Stage("inference", infer, errors)]
+    stages = [_Stage("reader", read, errors, stop), _Stage("preprocess", preprocess, errors, stop),
+              _Stage("inference", infer, errors, stop)]
     started = time.perf_counter()
     for stage in stages:
         stage.start()
+    instance: int | None = None
     try:
         # Post-processing, overlay and writing run here, in the caller's thread, so Ctrl-C lands here.
         while (item := _get(inferred, stop)) is not _END:
@@ -194,11 +205,17 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
             frame, region, lesion, classes, ood, rejected = item
             t0 = time.perf_counter()
             latency = (time.perf_counter() - frame.captured_at) * 1e3
+            if smoother is not None and frame.instance != instance:
+                smoother.reset()  # each instance of a series is its own clip: no verdict carries over
+            instance = frame.instance
             result = summarise(frame.index, frame.timestamp, lesion, classes, region, latency, smoother,
-                               min_lesion_share, rejected=rejected, ood_score=ood, ood_threshold=ood_threshold)
+                               min_lesion_share, rejected=rejected, ood_score=ood, ood_threshold=ood_threshold,
+                               spacing_mm=frame.spacing_mm or pixel_spacing_mm, instance=frame.instance)
             now = time.perf_counter()
             fps_window = [t for t in fps_window if now - t < 1.0] + [now]
-            overlay = draw_overlay(frame.image, result, region, fps=len(fps_window)) if draw else frame.image
+            blank = not keep_outside_roi and (roi is not None or frame.region is not None)
+            overlay = (draw_overlay(frame.image, result, region, fps=len(fps_window), blank_outside=blank)
+                       if draw else frame.image)
             on_result(frame, result, overlay)
             stats.stage_ms["postprocess"].append((time.perf_counter() - t0) * 1e3)
             stats.latencies_ms.append(latency)

@@ -9,14 +9,20 @@ import cv2
 import numpy as np
 
 from .. import CLASS_NAMES, MALIGNANT
+from ..measure import LesionSize, measure_lesion
 from ..presence import DEFAULT_MIN_LESION_SHARE, lesion_present
 
 Roi = tuple[int, int, int, int]  # x, y, w, h
 
 
 LESION, NO_LESION_STATUS, REJECTED = "lesion", "no_lesion", "rejected"
+NO_SIZE = LesionSize(area_mm2=None, long_axis_mm=None, short_axis_mm=None, long_axis_px=None)
 #: The reason of a rejection after inference (the others are the quality gate's, stream/quality.py).
 OUT_OF_DISTRIBUTION = "out_of_distribution"
+#: Why a lesion gets no class: its mask reaches the side of the region of interest, so part of it (and of the
+#: margin COSA classifies from) lies out of view. Training lesions lie wholly in view (all but 12 of BUSI's
+#: 647 clear the image's sides), and a verdict on a lesion's sliver would claim more than the model knows.
+PARTLY_OUT_OF_VIEW = "lesion_partly_out_of_view"
 
 
 @dataclass
@@ -32,18 +38,29 @@ class FrameResult:
     bbox: list[int] | None  # x, y, w, h in frame pixels
     latency_ms: float
     mask: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0), bool))  # ROI-sized, not serialised
-    reason: str | None = None  # why a rejected frame gets no verdict (stream/quality.py REASONS)
+    # Why there is no verdict: a rejected frame's (stream/quality.py REASONS, OUT_OF_DISTRIBUTION), or a
+    # lesion's that is only partly in view (PARTLY_OUT_OF_VIEW).
+    reason: str | None = None
+    roi: Roi | None = None  # the region analysed, x, y, w, h in source pixels
+    instance: int | None = None  # a DICOM source's Instance Number
+    spacing_mm: tuple[float, float] | None = None  # (dy, dx) of one source pixel; None: uncalibrated
+    size: LesionSize | None = None  # the lesion's size, where a lesion is present
 
     @property
     def malignancy_score(self) -> float | None:
         """The (smoothed, where smoothing is on) probability of malignancy; None without a lesion or a classifier."""
         probs = self.smoothed or self.probabilities
-        if self.status != LESION or not probs or not np.isfinite(probs[MALIGNANT]):
+        if self.status != LESION or not self.predicted or not probs or not np.isfinite(probs[MALIGNANT]):
             return None
         return float(probs[MALIGNANT])
 
     def record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"index": self.index, "timestamp": round(self.timestamp, 4), "status": self.status}
+        if self.instance is not None:
+            record["instance"] = self.instance
+        if self.roi is not None:
+            record["roi"] = list(self.roi)
+        record["pixel_spacing_mm"] = [round(v, 6) for v in self.spacing_mm] if self.spacing_mm else None
         if self.status == REJECTED:  # nothing about a lesion either: the model was not made for this frame
             return {**record, "reason": self.reason, "latency_ms": round(self.latency_ms, 3)}
         if self.status == LESION and self.predicted:
@@ -53,8 +70,13 @@ class FrameResult:
                 "smoothed_probabilities": dict(zip(CLASS_NAMES, [round(p, 6) for p in self.smoothed]))
                 if self.smoothed else None,
                 "predicted_class": self.predicted})
+        elif self.reason:
+            record["reason"] = self.reason
         record.update({"lesion_area_px": self.lesion_area_px, "lesion_share_of_roi": round(self.lesion_share_of_roi, 6),
-                       "bbox": self.bbox, "latency_ms": round(self.latency_ms, 3)})
+                       "bbox": self.bbox})
+        # Sizes in mm: null where uncalibrated or without a lesion, never a guess.
+        record.update((self.size or NO_SIZE).record())
+        record["latency_ms"] = round(self.latency_ms, 3)
         return record
 
 
@@ -101,10 +123,14 @@ def lesion_mask_in_roi(lesion_probability: np.ndarray, roi: Roi) -> np.ndarray:
 def summarise(index: int, timestamp: float, lesion_probability: np.ndarray | None, class_probabilities: np.ndarray | None,
               roi: Roi, latency_ms: float, smoother: ProbabilitySmoother | None = None,
               min_lesion_share: float = DEFAULT_MIN_LESION_SHARE, *, rejected: str | None = None,
-              ood_score: float | None = None, ood_threshold: float | None = None) -> FrameResult:
+              ood_score: float | None = None, ood_threshold: float | None = None,
+              spacing_mm: tuple[float, float] | None = None, instance: int | None = None) -> FrameResult:
     """One frame's result. A class is given only where the mask holds a lesion of at least ``min_lesion_share``
     of the ROI; otherwise the status is "no_lesion" and the smoother (if any) starts afresh. A frame the quality
-    gate ``rejected``, or whose ``ood_score`` exceeds ``ood_threshold``, is "rejected" with that reason."""
+    gate ``rejected``, or whose ``ood_score`` exceeds ``ood_threshold``, is "rejected" with that reason.
+
+    The result names the ROI and gives a present lesion's size in mm at ``spacing_mm`` (dy, dx of one source
+    pixel; None where uncalibrated, and then the sizes are null)."""
     x, y, w, h = roi
     if rejected is None and ood_score is not None and ood_threshold is not None and not ood_score <= ood_threshold:
         rejected = OUT_OF_DISTRIBUTION  # (a NaN score is rejected too)
@@ -113,7 +139,8 @@ def summarise(index: int, timestamp: float, lesion_probability: np.ndarray | Non
             smoother.reset()
         return FrameResult(index=index, timestamp=timestamp, status=REJECTED, probabilities=[], smoothed=None,
                            predicted="", lesion_area_px=0, lesion_share_of_roi=0.0, bbox=None,
-                           latency_ms=latency_ms, mask=np.zeros((h, w), bool), reason=rejected)
+                           latency_ms=latency_ms, mask=np.zeros((h, w), bool), reason=rejected,
+                           roi=roi, instance=instance, spacing_mm=spacing_mm)
     mask = lesion_mask_in_roi(lesion_probability, roi) if lesion_probability is not None else np.zeros((h, w), bool)
     area = int(np.count_nonzero(mask))
     share = area / float(w * h)
@@ -123,17 +150,27 @@ def summarise(index: int, timestamp: float, lesion_probability: np.ndarray | Non
     if area and present:
         bx, by, bw, bh = cv2.boundingRect(mask.astype(np.uint8))
         bbox = [int(bx + x), int(by + y), int(bw), int(bh)]
+    # A class needs the whole lesion in view: one that reaches the side of the ROI gets none, and the smoother
+    # starts afresh (the lesion's next verdict is not averaged with what came before it left the view).
+    cut = present and area > 0 and touches_border(mask)
     probs = class_probabilities if class_probabilities is not None else np.full(len(CLASS_NAMES), np.nan)
     smoothed = None
     if smoother is not None:
-        if present and class_probabilities is not None:
+        if present and not cut and class_probabilities is not None:
             smoothed = smoother(class_probabilities)
         else:
             smoother.reset()
     decisive = smoothed if smoothed is not None else probs
-    predicted = CLASS_NAMES[int(np.nanargmax(decisive))] if present and np.isfinite(decisive).any() else ""
+    predicted = CLASS_NAMES[int(np.nanargmax(decisive))] if present and not cut and np.isfinite(decisive).any() else ""
     return FrameResult(index=index, timestamp=timestamp, status=LESION if present else NO_LESION_STATUS,
                        probabilities=[float(p) for p in probs],
                        smoothed=[float(p) for p in smoothed] if smoothed is not None else None,
                        predicted=predicted, lesion_area_px=area, lesion_share_of_roi=share, bbox=bbox,
-                       latency_ms=latency_ms, mask=mask if present else np.zeros_like(mask))
+                       latency_ms=latency_ms, mask=mask if present else np.zeros_like(mask),
+                       reason=PARTLY_OUT_OF_VIEW if cut else None, roi=roi, instance=instance, spacing_mm=spacing_mm,
+                       size=measure_lesion(mask, spacing_mm) if present else None)
+
+
+def touches_border(mask: np.ndarray) -> bool:
+    """Whether the bool mask reaches any side of its array (the region of interest)."""
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
