@@ -288,3 +288,58 @@ def test_bad_dicom_input_is_refused_before_any_output(tmp_path: Path, monkeypatc
     with pytest.raises(CosaEdgeError, match=r"install it with: pip install 'cosa-edge\[dicom\]'"):
         infer_source(str(cine), FakeEngine(), tmp_path / "o.avi", tmp_path / "o.jsonl", progress=False)
     assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".o.*"))
+
+
+def test_jpeg_ls_cine_decodes_losslessly(tmp_path: Path) -> None:
+    """JPEG-LS lossless (encoded here with pyjpegls, which the dicom extra brings through highdicom; decoded by
+    pylibjpeg-libjpeg): every frame exactly as written."""
+    from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
+
+    from cosa_edge.data.dicom import DicomImage
+
+    frames = [phantom(seed) for seed in range(3)]
+    path = write_dicom(tmp_path / "ls.dcm", frames, syntax=ExplicitVRLittleEndian, FrameTime=40.0)
+    dataset = pydicom.dcmread(path)
+    dataset.compress(JPEGLSLossless, generate_instance_uid=False)
+    dataset.save_as(path, enforce_file_format=True)
+    image = DicomImage(path)
+    assert image.info.transfer_syntax.startswith("JPEG-LS Lossless")
+    decoded = list(image.frames())
+    assert len(decoded) == 3 and all(np.array_equal(d, f) for (_, _, d), f in zip(decoded, frames))
+
+
+def test_training_images_may_be_dicom(tmp_path: Path) -> None:
+    """The folder: reader takes images/NAME.dcm beside masks/NAME.png, through the same DICOM reader."""
+    from cosa_edge.data import load_dataset
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    image = phantom(4)
+    write_dicom(tmp_path / "images" / "case1.dcm", [image], instance=1)
+    mask = np.zeros(image.shape, np.uint8)
+    mask[40:70, 60:100] = 255
+    cv2.imwrite(str(tmp_path / "masks" / "case1.png"), mask)
+    (tmp_path / "labels.csv").write_text("image,label\ncase1.dcm,malignant\n")
+    (sample,) = load_dataset(f"folder:{tmp_path}", progress=False)
+    assert sample.label == 1 and sample.mask.sum() == 30 * 40
+    assert np.abs(sample.image.astype(int) - image).mean() < 3  # JPEG baseline at quality 95
+
+
+def test_the_overlay_draws_the_long_axis_and_prints_it_in_mm() -> None:
+    from cosa_edge.stream.overlay import draw_overlay
+    from cosa_edge.stream.postprocess import summarise
+
+    probability = np.zeros((64, 64), np.float32)
+    probability[24:40, 8:56] = 1.0  # a bar, 48 x 16 model pixels, across the middle
+    frame = np.full((128, 128), 90, np.uint8)
+    result = summarise(0, 0.0, probability, np.array([0.4, 0.6]), (0, 0, 128, 128), 1.0, spacing_mm=(0.25, 0.25))
+    # The long axis of a 96 x 32 pixel rectangle is its diagonal.
+    assert result.size is not None and result.size.long_axis_mm == pytest.approx(np.hypot(96, 32) * 0.25, abs=0.3)
+    drawn = draw_overlay(frame, result, (0, 0, 128, 128))
+    plain = draw_overlay(frame, summarise(0, 0.0, probability, np.array([0.4, 0.6]), (0, 0, 128, 128), 1.0),
+                         (0, 0, 128, 128))
+    (x0, y0), (x1, y1) = result.size.long_axis_px
+    middle = (int(round((x0 + x1) / 2)), int(round((y0 + y1) / 2)))
+    assert (drawn[middle[1], middle[0]] > 200).all()  # the caliper (light, anti-aliased) crosses the middle
+    # The uncalibrated frame has the caliper but no "long axis ... mm" line: the rows of that text differ.
+    assert (drawn[30:50] != plain[30:50]).any()
