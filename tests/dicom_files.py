@@ -97,3 +97,25 @@ def jpeg(frame: np.ndarray) -> bytes:
     ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
     assert ok
     return encoded.tobytes()
+
+
+def write_sr(path: Path) -> Path:
+    """A structured report: DICOM, with the patient's attributes, but no image."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = uids.BasicTextSRStorage, uids.generate_uid()
+    meta.TransferSyntaxUID = uids.ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "SR"
+    for keyword, value in PATIENT.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+class NoPlugins:
+    """A decoder whose plugins are all missing, as pydicom reports it."""
+
+    is_available = False
+    missing_dependencies = ["pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1",
+                            "pillow - requires pillow>=10.0"]

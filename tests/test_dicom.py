@@ -17,7 +17,6 @@ pydicom = pytest.importorskip("pydicom")
 import pydicom.pixels  # noqa: E402  (after the skip: pydicom is an optional extra)
 from pydicom import uid as uids  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.encaps import encapsulate  # noqa: E402
 
 from cosa_edge.data.dicom import (  # noqa: E402
@@ -32,7 +31,9 @@ from cosa_edge.data.dicom import (  # noqa: E402
 )
 from cosa_edge.errors import CosaEdgeError  # noqa: E402
 
-from tests.dicom_files import DOPPLER, PATIENT, SECRETS, TISSUE, jpeg, phantom, write_dicom  # noqa: E402
+from tests.dicom_files import (  # noqa: E402
+    DOPPLER, SECRETS, TISSUE, NoPlugins, jpeg, phantom, write_dicom, write_sr,
+)
 
 def every_frame(image: DicomImage) -> list[tuple[int, float, np.ndarray]]:
     return list(image.frames())
@@ -304,20 +305,6 @@ def test_series_folder_errors(tmp_path: Path) -> None:
 # Bad input
 
 
-def write_sr(path: Path) -> Path:
-    """A structured report: DICOM, with the patient's attributes, but no image."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = uids.BasicTextSRStorage, uids.generate_uid()
-    meta.TransferSyntaxUID = uids.ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "SR"
-    for keyword, value in PATIENT.items():
-        setattr(ds, keyword, value)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def test_no_pixel_data(tmp_path: Path) -> None:
     with pytest.raises(CosaEdgeError, match="report.dcm holds no image .*Basic Text SR Storage") as caught:
         DicomImage(write_sr(tmp_path / "report.dcm"))
@@ -390,18 +377,10 @@ def test_corrupt_frame_in_the_middle(tmp_path: Path) -> None:
     assert_clean(image.stopped_early, tmp_path)
 
 
-class _NoPlugins:
-    """A decoder whose plugins are all missing, as pydicom reports it."""
-
-    is_available = False
-    missing_dependencies = ["pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1",
-                            "pillow - requires pillow>=10.0"]
-
-
 def test_missing_decoder_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_dicom(tmp_path / "cine.dcm", [phantom(0, (32, 48))] * 2, FrameTime=40.0)
     image = DicomImage(path)  # the header needs no decoder
-    monkeypatch.setattr(pydicom.pixels, "get_decoder", lambda uid: _NoPlugins())
+    monkeypatch.setattr(pydicom.pixels, "get_decoder", lambda uid: NoPlugins())
     with pytest.raises(CosaEdgeError) as caught:
         next(image.frames())
     message = str(caught.value)

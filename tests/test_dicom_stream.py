@@ -24,7 +24,7 @@ from cosa_edge.contract import ModelMetadata  # noqa: E402
 from cosa_edge.engines.base import Engine, TensorSpec  # noqa: E402
 from cosa_edge.errors import CosaEdgeError  # noqa: E402
 from cosa_edge.stream.run import infer_source, parse_pixel_spacing  # noqa: E402
-from tests.dicom_files import SECRETS, phantom, write_dicom  # noqa: E402
+from tests.dicom_files import SECRETS, NoPlugins, phantom, write_dicom, write_sr  # noqa: E402
 from tests.test_stream import FakeEngine  # noqa: E402
 
 
@@ -271,8 +271,6 @@ def test_results_back_to_the_archive_from_infer(tmp_path: Path) -> None:
 def test_bad_dicom_input_is_refused_before_any_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A missing decoder, a .dcm that is not DICOM, a structured report, an empty folder: one clear message each,
     and no output file (not even a JSONL with only its header)."""
-    from tests.test_dicom import _NoPlugins, write_sr
-
     cine = write_dicom(tmp_path / "cine.dcm", [phantom(0), phantom(1)], FrameTime=40.0)
     fake = tmp_path / "fake.dcm"
     cv2.imwrite(str(tmp_path / "fake.png"), phantom(0))
@@ -284,7 +282,7 @@ def test_bad_dicom_input_is_refused_before_any_output(tmp_path: Path, monkeypatc
     for source, message in cases:
         with pytest.raises(CosaEdgeError, match=message):
             infer_source(str(source), FakeEngine(), tmp_path / "o.avi", tmp_path / "o.jsonl", progress=False)
-    monkeypatch.setattr(pydicom.pixels, "get_decoder", lambda uid: _NoPlugins())
+    monkeypatch.setattr(pydicom.pixels, "get_decoder", lambda uid: NoPlugins())
     with pytest.raises(CosaEdgeError, match=r"install it with: pip install 'cosa-edge\[dicom\]'"):
         infer_source(str(cine), FakeEngine(), tmp_path / "o.avi", tmp_path / "o.jsonl", progress=False)
     assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".o.*"))
