@@ -1,7 +1,8 @@
 """Frame sources: video files, images, folders of images, DICOM files and series, cameras and streams, as one iterator.
 
-DICOM is recognised by content (the Part 10 preamble), never by suffix, and never reaches OpenCV: OpenCV
-reads a cine loop's JPEG frames as a stream and silently loses frames and the frame rate. Each DICOM frame
+DICOM is recognised by content (the Part 10 preamble), never by suffix, and never reaches OpenCV's video
+reader, which reads a cine loop's JPEG frames as a stream and silently loses frames and the frame rate
+(pydicom finds the frames; OpenCV may decode a JPEG frame's bytes, data/dicom.py). Each DICOM frame
 carries the scanner's 2D tissue region (its region of interest) and the region's pixel spacing in mm.
 """
 
@@ -74,8 +75,8 @@ class FrameSource:
         elif path.is_dir():
             self._paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self._paths:
-                raise CosaEdgeError(f"folder {path.name} holds no images ({', '.join(IMAGE_SUFFIXES)}) and no DICOM "
-                                    "files; give a folder of images or a DICOM series")
+                raise CosaEdgeError(f"the folder holds no images ({', '.join(IMAGE_SUFFIXES)}) and no DICOM files; "
+                                    "give a folder of images or a DICOM series")
             first = read_frame(self._paths[0])
             self.info = SourceInfo("folder", 10.0, first.shape[1], first.shape[0], len(self._paths), live=False)
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
@@ -91,8 +92,9 @@ class FrameSource:
         sizes = sorted({(image.info.columns, image.info.rows) for image in images})
         if len(sizes) > 1:
             listed = ", ".join(f"{w}x{h}" for w, h in sizes)
-            raise CosaEdgeError(f"the series {Path(self.spec).name} holds images of different sizes ({listed}); one "
-                                "annotated video needs one size: run each instance on its own (--video FILE.dcm)")
+            # The folder is not named: exports often name folders after the patient.
+            raise CosaEdgeError(f"the series holds images of different sizes ({listed}); one annotated video needs "
+                                "one size: run each instance on its own (--video FILE.dcm)")
         for image in images:  # a missing decoder is said before any output is opened, not after
             image.check_decoder()
         self._dicom = images
