@@ -131,3 +131,13 @@ def test_the_overlay_says_no_lesion_or_a_malignancy_score_in_neutral_colours() -
         green = (changed[:, 1] > 150) & (changed[:, 0] < 100) & (changed[:, 2] < 100)
         red = (changed[:, 2] > 150) & (changed[:, 0] < 100) & (changed[:, 1] < 100)
         assert not green.any() and not red.any()
+
+
+def test_the_overlay_text_fits_the_frame() -> None:
+    """A small frame shows the whole verdict, shrunk, never cut off at the frame's side."""
+    roi, frame = (0, 0, 200, 120), np.full((120, 200), 100, np.uint8)
+    cut = summarise(0, 0.0, _probability(lesion=(slice(20, 40), slice(50, 64))), np.array([0.1, 0.9]), roi, 1.0)
+    drawn = draw_overlay(frame, cut, roi).astype(int)
+    text_rows = drawn[5:30]
+    assert (text_rows[:, -8:] == 100).all()  # nothing written in the right margin: the text ended before it
+    assert (text_rows[:, 8:60] != 100).any()

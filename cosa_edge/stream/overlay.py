@@ -34,8 +34,15 @@ def frame_label(result: FrameResult) -> str:
     return "lesion" if score is None else f"lesion: malignancy score {score:.2f}"
 
 
-def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
-    # A dark outline under light text stays readable on any grey level of the image.
+def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float, max_width: int | None = None) -> None:
+    """Light text on a dark outline (readable on any grey level), shrunk to fit ``max_width`` pixels: a verdict
+    cut off at the frame's edge ("...no verd") would say less than it means."""
+    if max_width is not None and max_width > 0:
+        for _ in range(8):  # Hershey glyphs do not shrink in proportion at small scales: shrink until it fits
+            width = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 3)[0][0]
+            if width <= max_width:
+                break
+            scale *= 0.97 * max_width / width
     cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
     cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOUR, 1, cv2.LINE_AA)
 
@@ -81,11 +88,11 @@ def draw_overlay(image: np.ndarray, result: FrameResult, roi: Roi, fps: float | 
         (x0, y0), (x1, y1) = size.long_axis_px
         cv2.line(canvas, (int(round(x0)) + x, int(round(y0)) + y), (int(round(x1)) + x, int(round(y1)) + y),
                  TEXT_COLOUR, 1, lineType=cv2.LINE_AA)
-    _text(canvas, frame_label(result), (x + 8, y + 24), 0.6)
+    _text(canvas, frame_label(result), (x + 8, y + 24), 0.6, max_width=w - 16)
     if size is not None and size.long_axis_mm is not None:
-        _text(canvas, f"long axis {size.long_axis_mm:.1f} mm", (x + 8, y + 44), 0.5)
+        _text(canvas, f"long axis {size.long_axis_mm:.1f} mm", (x + 8, y + 44), 0.5, max_width=w - 16)
     footer = INTENDED_USE if fps is None else f"{fps:.1f} fps  {INTENDED_USE}"
-    _text(canvas, footer, (x + 8, y + h - 10), 0.35)
+    _text(canvas, footer, (x + 8, y + h - 10), 0.35, max_width=w - 16)
     if (x, y) != (0, 0) or (w, h) != canvas.shape[1::-1]:
         cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), (120, 120, 120), 1)
     return canvas
