@@ -9,13 +9,14 @@ import click
 import cv2
 import numpy as np
 
-from . import BENIGN, MALIGNANT, NO_LESION
+from . import BENIGN, NO_LESION
 from .config import load_preset
 from .contract import INTENDED_USE
 from .data import Sample, load_dataset
 from .errors import CosaEdgeError
 from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .presence import lesion_present, lesion_share
+from .stream.overlay import frame_label
+from .stream.postprocess import summarise
 from .report.roc import plot_roc
 from .report.tables import aggregate, build_tables
 
@@ -31,13 +32,11 @@ def overlay(sample: Sample, predicted_mask: np.ndarray, probabilities: np.ndarra
     for mask, colour in ((sample.mask, TRUTH_COLOUR), (predicted_mask, PREDICTION_COLOUR)):
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(picture, contours, -1, colour, 1)
-    if not lesion_present(lesion_share(predicted_mask), min_lesion_share):
-        said = "no lesion"
-    elif probabilities is not None:
-        said = f"malignancy {probabilities[MALIGNANT]:.2f}"
-    else:
-        said = "lesion"
-    text = f"{said} (true: {sample.class_name})"
+    # What the model says is decided as for a streamed frame (no lesion, partly out of view, or a score).
+    height, width = predicted_mask.shape
+    result = summarise(0, 0.0, predicted_mask.astype(np.float32), probabilities, (0, 0, width, height), 0.0,
+                       min_lesion_share=min_lesion_share)
+    text = f"{frame_label(result)} (true: {sample.class_name})"
     cv2.putText(picture, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
     cv2.putText(picture, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
     return picture

@@ -141,3 +141,23 @@ def test_the_overlay_text_fits_the_frame() -> None:
     text_rows = drawn[5:30]
     assert (text_rows[:, -8:] == 100).all()  # nothing written in the right margin: the text ended before it
     assert (text_rows[:, 8:60] != 100).any()
+
+
+def test_the_demos_still_overlays_say_what_a_streamed_frame_would() -> None:
+    """One rule for what is said: the demo's tiles give no verdict on a lesion cut by the side, as the stream."""
+    from unittest import mock
+
+    from cosa_edge.demo import overlay
+
+    sample = make_phantom(7, label=1, size=(64, 64))
+    cut = np.zeros((64, 64), bool)
+    cut[20:40, 50:64] = True
+    whole = np.zeros((64, 64), bool)
+    whole[20:40, 20:44] = True
+    said = []
+    with mock.patch("cosa_edge.demo.cv2.putText", side_effect=lambda image, text, *a, **k: said.append(text)):
+        overlay(sample, cut, np.array([0.1, 0.9]), 0.01)
+        overlay(sample, whole, np.array([0.1, 0.9]), 0.01)
+        overlay(sample, np.zeros((64, 64), bool), np.array([0.1, 0.9]), 0.01)
+    assert said[0].startswith("lesion partly out of view: no verdict")
+    assert said[2].startswith("lesion: malignancy score 0.90") and said[4].startswith("no lesion")

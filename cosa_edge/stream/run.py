@@ -18,6 +18,7 @@ from ..engines.base import Engine
 from ..errors import CosaEdgeError
 from ..presence import DEFAULT_MIN_LESION_SHARE
 from .auto_roi import find_imaging_region
+from .dicom_results import FrameMeasurement, write_measurement_report, write_segmentation
 from .pipeline import PipelineStats, run_pipeline
 from .postprocess import Roi
 from .sources import FrameSource
@@ -195,12 +196,10 @@ class ArchiveResults:
                                 f"{source.info.frame_count} frames: use --dicom-sr for its lesion sizes per frame")
         self.source_path, self.seg, self.sr = Path(source.spec), seg, sr
         self.shape = (source.info.height, source.info.width)
-        self.measurements: list[Any] = []
+        self.measurements: list[FrameMeasurement] = []
         self.still: tuple[Any, Any] | None = None  # (frame, result) of a single-frame source
 
     def add(self, frame: Any, result: Any) -> None:
-        from .dicom_results import FrameMeasurement
-
         self.still = (frame, result)
         size = result.size
         if result.status == "lesion" and size is not None and size.long_axis_mm is not None:
@@ -208,9 +207,6 @@ class ArchiveResults:
                                                       short_axis_mm=size.short_axis_mm, area_mm2=size.area_mm2))
 
     def write(self) -> list[Path]:
-        from .. import __version__
-        from .dicom_results import write_measurement_report, write_segmentation
-
         written = []
         if self.seg is not None and self.still is not None:
             _, result = self.still
