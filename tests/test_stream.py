@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -86,6 +87,37 @@ def test_batching_does_not_change_results(video: Path, tmp_path: Path) -> None:
     infer_source(str(video), FakeEngine(), None, tmp_path / "b8.jsonl", batch_size=8, progress=False)
     strip = lambda text: [{k: v for k, v in json.loads(l).items() if k != "latency_ms"} for l in text.splitlines()[1:]]  # noqa: E731
     assert strip((tmp_path / "b1.jsonl").read_text()) == strip((tmp_path / "b8.jsonl").read_text())
+
+
+def test_blank_frames_between_batches_keep_their_place(tmp_path: Path) -> None:
+    # Offline, frames are decoded in the inference thread between engine calls (no reader thread beside the
+    # engine's workers: stream/pipeline.py); a rejected frame ends a batch and must still come out in order.
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    blank = {2, 3, 7}
+    for i in range(10):
+        image = np.full((48, 64), 128, np.uint8) if i in blank else rng.integers(30, 220, (48, 64), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"{i:02d}.png"), image)
+    threads: set[str] = set()
+    by_batch = {}
+    for batch_size in (1, 4):
+        results = []
+
+        def on_result(frame, result, overlay) -> None:  # noqa: ANN001
+            threads.update(t.name for t in threading.enumerate())
+            results.append(result)
+
+        engine = FakeEngine()
+        stats = run_pipeline(FrameSource(str(folder)), engine, on_result, batch_size=batch_size, draw=False)
+        assert stats.frames_processed == stats.frames_read == 10
+        assert [r.index for r in results] == list(range(10))
+        assert {r.index for r in results if r.status == "rejected"} == blank
+        assert sum(engine.batches) == 10 - len(blank)  # the rejected frames never reached the engine
+        by_batch[batch_size] = [{k: v for k, v in r.record().items() if k != "latency_ms"} for r in results]
+    assert engine.batches == [2, 3, 2]  # 0-1, 4-6, 8-9: a rejected frame ends a batch, which resumes after it
+    assert str(by_batch[1]) == str(by_batch[4])
+    assert "inference" in threads and not threads & {"reader", "preprocess"}
 
 
 def test_realtime_skips_stale_frames_behind_a_slow_engine(video: Path, tmp_path: Path) -> None:

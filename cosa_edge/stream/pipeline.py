@@ -1,5 +1,7 @@
 """The pipelined inference loop: decode, preprocess, infer, post-process and encode overlap.
 
+Real time:
+
     reader ──q──> preprocess ──q──> inference (batched) ──q──> post-process + overlay + writers
 
 Each stage is a thread joined to the next by a bounded queue, so a slow stage
@@ -7,10 +9,20 @@ holds the others back by at most a queue's length and memory stays bounded.
 OpenCV, numpy and the runtimes release the GIL in their heavy calls, which is
 what lets the stages run at the same time.
 
-Offline (default): every frame is processed, in order. Real time (``realtime``):
-a file is read at its own frame rate as a probe would deliver it, and when the
-engine falls behind, the reader drops the oldest waiting frame instead of
-queueing it, so latency stays bounded; dropped frames are counted.
+Offline (default): every frame is processed, in order, and decoding and
+preprocessing run in the inference thread, between engine calls:
+
+    inference thread: decode, preprocess, infer (batched) ──q──> post-process + overlay + writers
+
+On a CPU the engine's runtime already keeps every core busy inside each call, and a
+decode thread running beside it preempts one of the runtime's workers, which the others
+then wait for at the end of every parallel operator: on the 2-core CPU that cost more
+than decoding itself (docs/deployment.md). Between calls the cores are free anyway.
+
+Real time (``realtime``): a file is read at its own frame rate as a probe would deliver
+it, by its own reader thread (the probe does not wait for the engine), and when the
+engine falls behind, the reader drops the oldest waiting frame instead of queueing it,
+so latency stays bounded; dropped frames are counted.
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,9 +115,9 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
     """
     stats = PipelineStats()
     stop, errors = threading.Event(), []
-    depth = 2 if realtime else queue_size
-    decoded: queue.Queue = queue.Queue(maxsize=depth)
-    prepared: queue.Queue = queue.Queue(maxsize=depth)
+    # Real time only: two frames at most wait between the reader and the engine, so latency stays bounded.
+    decoded: queue.Queue = queue.Queue(maxsize=2)
+    prepared: queue.Queue = queue.Queue(maxsize=2)
     inferred: queue.Queue = queue.Queue(maxsize=queue_size)
     size = engine.input_size
     smoother = ProbabilitySmoother(smoothing) if smoothing < 1.0 else None
@@ -116,9 +128,18 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
     gate = QualityGate(live=source.info.live) if quality_gate else None
     fps_window: list[float] = []
 
-    def read() -> None:
+    def prepare(frame: Frame) -> tuple[Frame, Roi, np.ndarray | None, str | None]:
+        """The region, the quality gate's verdict, and (for an accepted frame) the engine's input image."""
+        t0 = time.perf_counter()
+        region = frame_roi(frame.image.shape, roi if roi is not None else frame.region)
+        rejected = gate.check(frame.image, region) if gate is not None else None
+        grey = resize_grey(frame.image, size, region) if rejected is None else None
+        stats.stage_ms["preprocess"].append((time.perf_counter() - t0) * 1e3)
+        return frame, region, grey, rejected
+
+    def read() -> None:  # real time: its own thread, at the source's pace
         started = time.perf_counter()
-        frame_period = 1.0 / source.info.fps if realtime and not source.info.live else 0.0
+        frame_period = 1.0 / source.info.fps if not source.info.live else 0.0
         for frame in source:
             if stop.is_set():
                 break
@@ -126,44 +147,59 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
             if frame_period:  # deliver a file as a probe would: at its own frame rate
                 time.sleep(max(0.0, started + frame.index * frame_period - time.perf_counter()))
                 frame.captured_at = time.perf_counter()
-            if realtime:
-                while True:
+            while True:
+                try:
+                    decoded.put_nowait(frame)
+                    break
+                except queue.Full:
                     try:
-                        decoded.put_nowait(frame)
-                        break
-                    except queue.Full:
-                        try:
-                            decoded.get_nowait()  # the stalest waiting frame makes room for the newest
-                            stats.frames_skipped += 1
-                        except queue.Empty:
-                            pass
-            elif not _put(decoded, frame, stop):
-                break
+                        decoded.get_nowait()  # the stalest waiting frame makes room for the newest
+                        stats.frames_skipped += 1
+                    except queue.Empty:
+                        pass
         stats.stopped_early = source.stopped_early
         _put(decoded, _END, stop)
 
-    def preprocess() -> None:
+    def preprocess() -> None:  # real time: its own thread
         while (frame := _get(decoded, stop)) is not _END:
-            t0 = time.perf_counter()
-            region = frame_roi(frame.image.shape, roi if roi is not None else frame.region)
-            rejected = gate.check(frame.image, region) if gate is not None else None
-            grey = resize_grey(frame.image, size, region) if rejected is None else None
-            stats.stage_ms["preprocess"].append((time.perf_counter() - t0) * 1e3)
-            if not _put(prepared, (frame, region, grey, rejected), stop):
+            if not _put(prepared, prepare(frame), stop):
                 return
         _put(prepared, _END, stop)
 
+    def read_inline() -> Iterator[tuple[Frame, Roi, np.ndarray | None, str | None]]:
+        """Offline: decode and prepare in the inference thread, one frame when it is asked for."""
+        for frame in source:
+            if stop.is_set():
+                return
+            stats.frames_read += 1
+            yield prepare(frame)
+        stats.stopped_early = source.stopped_early
+
     def infer() -> None:
+        if realtime:
+            def next_item() -> Any:
+                return _get(prepared, stop)
+
+            def waiting_item() -> Any:  # what is already waiting, never waiting for more
+                try:
+                    return prepared.get_nowait()
+                except queue.Empty:
+                    return None
+        else:
+            inline = read_inline()
+
+            def next_item() -> Any:
+                return next(inline, _END)
+            waiting_item = next_item
         finished = False
         while not finished:
-            item = _get(prepared, stop)
+            item = next_item()
             if item is _END:
                 break
             batch, held = [item], None
-            while len(batch) < batch_size and batch[-1][3] is None:  # take what is waiting, never wait for more
-                try:
-                    nxt = prepared.get_nowait()
-                except queue.Empty:
+            while len(batch) < batch_size and batch[-1][3] is None:
+                nxt = waiting_item()
+                if nxt is None:
                     break
                 if nxt is _END:
                     finished = True
@@ -191,8 +227,9 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
                 return False
         return True
 
-    stages = [_Stage("reader", read, errors, stop), _Stage("preprocess", preprocess, errors, stop),
-              _Stage("inference", infer, errors, stop)]
+    stages = [_Stage("inference", infer, errors, stop)]
+    if realtime:
+        stages += [_Stage("reader", read, errors, stop), _Stage("preprocess", preprocess, errors, stop)]
     started = time.perf_counter()
     for stage in stages:
         stage.start()

@@ -54,7 +54,9 @@ class QualityGate:
         frozen = self.live and self._previous is not None and self._previous.shape == grey.shape \
             and np.array_equal(self._previous, grey)
         self._previous = grey.copy() if self.live else None
-        if float(grey.std()) < self.min_grey_std:
+        # OpenCV's one-pass meanStdDev: numpy's std takes 0.26 ms on a 640x480 frame, a tenth of the
+        # pipeline's whole budget beside the engine on two cores (docs/deployment.md); this takes 0.01.
+        if float(cv2.meanStdDev(grey)[1][0, 0]) < self.min_grey_std:
             return BLANK
         if frozen:
             return FROZEN
