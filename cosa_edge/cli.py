@@ -273,38 +273,73 @@ def export_command(checkpoint: str, output: str, opset: int, cosa_op: str, parit
 @cli.command("build-engine")
 @click.argument("onnx_model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Engine file: NAME.engine for TensorRT, NAME.onnx for ONNX Runtime.")
-@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime"]), default=None,
+              help="Engine file: NAME.engine for TensorRT, NAME.onnx for ONNX Runtime (and for TensorRT-ready INT8), "
+                   "NAME.xml for OpenVINO.")
+@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime", "openvino"]), default=None,
               help="Runtime to build for (default: tensorrt where tensorrt and pycuda are installed, else onnxruntime).")
-@click.option("--precision", type=click.Choice(["fp16", "fp32"]), default=None,
-              help="Default: fp16 for TensorRT, fp32 for ONNX Runtime (CPUs gain little from FP16).")
+@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default=None,
+              help="Default: fp16 for TensorRT, fp32 for ONNX Runtime and OpenVINO (CPUs gain little from FP16). "
+                   "int8 needs --calib-data.")
 @click.option("--batch", default="1:4:8", show_default=True, help="MIN:OPT:MAX batch sizes of the TensorRT profile.")
 @click.option("--workspace", type=float, default=2.0, show_default=True, help="TensorRT builder workspace in GiB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache (default: beside the engine).")
-@click.option("--check-data", default="phantom:8", show_default=True,
-              help="Images to compare the engine with the FP32 model on (a data spec); 'none' skips it.")
+@click.option("--check-data", default=None,
+              help="Images to compare the engine with the FP32 model on (a data spec); 'none' skips it (not for int8). "
+                   "Default: phantom:8; for int8 the test images of --split, else the --calib-data images not drawn "
+                   "for calibration.")
+@click.option("--calib-data", help="int8: calibration images, a data spec (resized by the same preprocessing as "
+              "every frame) or a .npy array of engine inputs (N, 1, S, S).")
+@click.option("--calib-count", type=click.IntRange(min=1), default=400, show_default=True,
+              help="int8: how many calibration images to draw (seeded) from --calib-data.")
+@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
+              show_default=True, help="int8: how activation ranges are set from the calibration images.")
+@click.option("--split", help="int8: FOLDS.json:K, a `cosa-edge cv` folds file and a fold: calibrate on fold K's "
+              "training images, check on its test images (held out from the fold's training).")
+@click.option("--accept-accuracy-loss", is_flag=True,
+              help="int8: write the engine even where the check against the FP32 model fails (the figures go into "
+                   "its metadata).")
 @research_use
 def build_engine_command(onnx_model: str, output: str, target: str | None, precision: str | None, batch: str,
-                         workspace: float, timing_cache: str | None, check_data: str) -> None:
+                         workspace: float, timing_cache: str | None, check_data: str | None, calib_data: str | None,
+                         calib_count: int, calib_method: str, split: str | None, accept_accuracy_loss: bool) -> None:
     """Build an engine from an exported ONNX model and check it against the FP32 model.
 
-    The engine records its own hash (the graph hash of an ONNX Runtime model, the plan's SHA-256 in a
-    TensorRT engine's sidecar), which is checked whenever it is loaded.
+    The engine records its own hash (the graph hash of an ONNX model, the plan's SHA-256 in a TensorRT
+    engine's sidecar, the files' SHA-256 in an OpenVINO model's), which is checked whenever it is loaded.
+
+    \b
+    INT8 (static quantization, calibrated on real images):
+      cosa-edge build-engine model.onnx -o model.int8.onnx --precision int8 \\
+          --calib-data busi:DIR --split runs/cv/folds.json:0
+    The INT8 engine is checked on held-out images before anything is written: classes that flip
+    (malignant to benign counted apart), lesion presence that flips, mask agreement. Past the limits
+    the build fails and writes nothing, unless --accept-accuracy-loss. --target tensorrt with
+    -o NAME.onnx writes the symmetric QDQ model that TensorRT builds from (checked here in ONNX
+    Runtime); build the plan from it on the GPU machine with --target tensorrt --precision int8.
     """
     from .data import load_dataset
     from .engines import open_engine
-    from .engines.build import BatchRange, build_engine, default_target, describe
+    from .engines.build import BatchRange, build_engine, default_target, describe, read_onnx_metadata
     from .engines.compare import check_fp16_fidelity
 
     target = target or default_target()
     precision = precision or ("fp16" if target == "tensorrt" else "fp32")
-    result = build_engine(Path(onnx_model), Path(output), target=target, precision=precision,
-                          batch=BatchRange.parse(batch), workspace_gib=workspace,
-                          timing_cache=Path(timing_cache) if timing_cache else None)
+    batch_range = BatchRange.parse(batch)
+    cache = Path(timing_cache) if timing_cache else None
+    source_precision = read_onnx_metadata(Path(onnx_model)).precision
+    if precision == "int8" and source_precision == "fp32":
+        _build_int8(Path(onnx_model), Path(output), target, check_data, calib_data, calib_count, calib_method, split,
+                    accept_accuracy_loss, batch_range, workspace, cache)
+        return
+    if calib_data or split or accept_accuracy_loss:
+        raise CosaEdgeError("--calib-data, --split and --accept-accuracy-loss are for --precision int8")
+    result = build_engine(Path(onnx_model), Path(output), target=target, precision=precision, batch=batch_range,
+                          workspace_gib=workspace, timing_cache=cache)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(describe(result))
-    if check_data == "none":
+    check_data = check_data or "phantom:8"
+    if check_data == "none" or precision == "int8":  # an INT8 QDQ source was checked when it was written
         return
     with open_engine(onnx_model, backend="onnxruntime") as reference, open_engine(output) as engine:
         samples = load_dataset(check_data, progress=False, phantom_size=reference.input_size)
@@ -312,6 +347,76 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     click.echo(f"{precision} engine against the FP32 model on {agreement.images} images: max probability difference "
                f"{agreement.max_probability_difference:.2e}, mask Dice agreement {agreement.mask_dice_agreement:.4f}, "
                f"same class on {agreement.same_class:.0%}")
+
+
+def _parse_split(text: str) -> tuple[Path, int]:
+    path, _, index = text.rpartition(":")
+    if not path or not index.isdigit():
+        raise CosaEdgeError(f"--split {text!r} must be FOLDS.json:K, e.g. runs/cv/folds.json:0")
+    return Path(path), int(index)
+
+
+def _build_int8(onnx_model: Path, output: Path, target: str, check_data: str | None, calib_data: str | None,
+                calib_count: int, calib_method: str, split: str | None, accept_accuracy_loss: bool,
+                batch: Any, workspace: float, timing_cache: Path | None) -> None:
+    from .data import load_dataset
+    from .data.splits import fold_part
+    from .engines.build import describe, read_onnx_metadata
+    from .engines.int8 import calibration_from_file, calibration_from_samples
+    from .engines.quantized_build import build_int8
+
+    if not calib_data:
+        raise CosaEdgeError("--precision int8 needs --calib-data: real images (a data spec such as busi:DIR) that set "
+                            "the activation ranges")
+    if check_data == "none":
+        raise CosaEdgeError("an INT8 engine is always checked against the FP32 model; give --check-data with "
+                            "held-out images, or --split")
+    size = read_onnx_metadata(onnx_model).input_size
+    folds = _parse_split(split) if split else None
+    check = None
+    if calib_data.lower().endswith(".npy"):
+        if folds:
+            raise CosaEdgeError("--split selects images of a data set; it cannot apply to a .npy calibration file")
+        calibration = calibration_from_file(Path(calib_data), size, calib_count)
+        pool = []
+    else:
+        pool = load_dataset(calib_data, progress=False, phantom_size=size, include_normal=calib_data.startswith("busi:"))
+        if folds:
+            pool = fold_part(pool, folds[0], folds[1], "train")
+        calibration = calibration_from_samples(pool, size, calib_count, calib_data)
+    if check_data:
+        check = load_dataset(check_data, progress=False, phantom_size=size,
+                             include_normal=check_data.startswith("busi:"))
+        check_source = check_data
+        if folds:
+            check = fold_part(check, folds[0], folds[1], "test")
+            check_source = f"{check_data}, test images of fold {folds[1]} of {folds[0].name}"
+    elif folds:
+        check = fold_part(load_dataset(calib_data, progress=False, phantom_size=size,
+                                       include_normal=calib_data.startswith("busi:")), folds[0], folds[1], "test")
+        check_source = f"{calib_data}, test images of fold {folds[1]} of {folds[0].name}"
+    else:
+        drawn = set(calibration.names)
+        check = [s for s in pool if s.name not in drawn]
+        check_source = f"{calib_data}, the images not drawn for calibration"
+        click.echo("note: checking on the calibration data's other images; if the model was trained on them, give "
+                   "--check-data or --split with held-out images", err=True)
+    result, fidelity = build_int8(onnx_model, output, target, calibration, check, check_source, calib_method,
+                                  accept_accuracy_loss, batch, workspace, timing_cache)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(describe(result))
+    flips = fidelity.class_flips
+    click.echo(f"int8 engine against the FP32 model on {fidelity.images} held-out images: "
+               f"{flips['malignant_to_benign']} malignant->benign and {flips['benign_to_malignant']} benign->malignant "
+               f"class flips, {sum(fidelity.presence_flips.values())} lesion-presence flips, mask Dice agreement "
+               f"{fidelity.mask_dice_agreement:.4f}, max probability difference "
+               f"{fidelity.max_probability_difference:.3f}")
+    for name, accuracy in (("fp32", fidelity.reference), ("int8", fidelity.candidate)):
+        parts = [f"{key} {value:.3f}" for key, value in (("Dice", accuracy.dice), ("accuracy", accuracy.acc),
+                                                          ("AUC", accuracy.auc)) if value is not None]
+        if parts:
+            click.echo(f"  {name}: " + ", ".join(parts) + f" ({accuracy.lesion_images} images with a lesion)")
 
 
 @cli.command()
@@ -393,20 +498,34 @@ def infer(source: str, engine_path: str, backend: str | None, out: str | None, r
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for ONNX Runtime and PyTorch.")
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
               help="The engines take turns in this many rounds, so that drifting machine load falls on all alike.")
+@click.option("--check-data", help="Also score every engine on these labelled images (a data spec): Dice, mIoU, "
+              "accuracy, AUC, and agreement with the first FP32 engine (class flips, malignant to benign apart).")
+@click.option("--split", help="FOLDS.json:K: score only the test images of fold K of a `cosa-edge cv` folds file "
+              "(images held out from that fold's training).")
 def bench(engines: tuple[str, ...], baseline: str | None, report_dir: str, batches: str, warmup: int, iterations: int,
-          duration: float | None, video: str | None, threads: int | None, rounds: int) -> None:
+          duration: float | None, video: str | None, threads: int | None, rounds: int, check_data: str | None,
+          split: str | None) -> None:
     """Latency of engines side by side: percentiles, stages, throughput, ratios, and a report folder.
 
     All engines (and the --baseline checkpoint, run as PyTorch eager FP32) are loaded together and
     measured interleaved: each one's iterations are spread over --rounds rounds in which the engines
-    take turns, so the ratios compare them under the same machine load.
+    take turns, so the ratios compare them under the same machine load. With --check-data every
+    engine is also scored on the same labelled images, so accuracy stands beside latency. The
+    model's GFLOP per image is counted from its ONNX graph, and each engine's achieved GFLOP/s
+    shown beside it.
     """
     from contextlib import ExitStack
 
     from .backends import backend_for, open_engine
+    from .bench.accuracy import attach_accuracy
     from .bench.report import write_report
     from .bench.runner import attach_ratios, bench_engines, bench_pipeline
+    from .data import load_dataset
     from .bench.system import system_info
+    from .data.splits import fold_part
+
+    if split and not check_data:
+        raise CosaEdgeError("--split chooses images of --check-data; give --check-data too")
 
     try:
         batch_sizes = sorted({int(b) for b in batches.split(",")})
@@ -421,6 +540,13 @@ def bench(engines: tuple[str, ...], baseline: str | None, report_dir: str, batch
         opened += [stack.enter_context(open_engine(path, **_runtime_options(backend_for(Path(path)), threads)))
                    for path in engines]
         results = bench_engines(opened, batch_sizes, warmup, iterations, duration, rounds=rounds)
+        samples = None
+        if check_data:  # scored after timing: scoring would otherwise warm one engine's caches before another's
+            samples = load_dataset(check_data, progress=False, phantom_size=opened[0].input_size,
+                                   include_normal=check_data.startswith("busi:"))
+            if split:
+                samples = fold_part(samples, *_parse_split(split), "test")
+        attach_accuracy(results, opened, samples)
         baseline_results = [r for r in results if r.engine == str(opened[0].path) and r.backend == opened[0].backend]
         pipeline = None
         if video:

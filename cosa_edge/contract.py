@@ -68,6 +68,9 @@ class ModelMetadata:
     # Out-of-distribution score (output ood_score): a frame scoring above "threshold" is rejected
     # ({"threshold": float, "chosen_on": ...}); empty where the model has no such output.
     ood: dict[str, Any] = field(default_factory=dict)
+    # INT8 engines: the scheme, the calibration images and method, what stayed FP32, and the build-time check
+    # against the FP32 model (cosa_edge.engines.int8); empty for FP32 and FP16 models.
+    quantization: dict[str, Any] = field(default_factory=dict)
     intended_use: str = INTENDED_USE
     # SHA-256 of the ONNX model with its metadata left out (cosa_edge.engines.artifact): written by every writer,
     # checked on load. In a TensorRT sidecar it is the hash of the ONNX model the plan was built from (the plan's

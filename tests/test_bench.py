@@ -121,3 +121,55 @@ def test_cli_infer_bad_inputs(exported_onnx: Path, tmp_path: Path) -> None:
     wrong.write_bytes(b"plan")
     result = runner.invoke(cli, ["bench", "--engine", str(wrong), "--report", str(tmp_path / "r")])
     assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_bench_puts_accuracy_and_arithmetic_beside_latency(exported_onnx: Path, tmp_path: Path) -> None:
+    """Two real engines of one model (FP32 and INT8, ONNX Runtime) scored on the same labelled phantoms."""
+    pytest.importorskip("onnxruntime")
+    int8 = tmp_path / "model.int8.onnx"
+    built = CliRunner().invoke(cli, ["build-engine", str(exported_onnx), "-o", str(int8), "--target", "onnxruntime",
+                                     "--precision", "int8", "--calib-data", "phantom:40", "--calib-count", "24",
+                                     "--accept-accuracy-loss"])
+    assert built.exit_code == 0, built.output
+    report_dir = tmp_path / "report"
+    result = CliRunner().invoke(cli, ["bench", "--engine", str(exported_onnx), "--engine", str(int8), "--report",
+                                      str(report_dir), "--warmup", "1", "--iterations", "3", "--rounds", "1",
+                                      "--check-data", "phantom:12"])
+    assert result.exit_code == 0, result.output
+    fp32, quantized = json.loads((report_dir / "report.json").read_text())["results"]
+    for entry in (fp32, quantized):
+        accuracy = entry["accuracy"]
+        assert accuracy["images"] == 12 and set(accuracy) >= {"dice", "miou", "acc", "auc", "images"}
+        assert 0.3 < accuracy["dice"] <= 1 and 0 <= accuracy["acc"] <= 1
+        # The model's arithmetic, the same for both (an INT8 graph does the same operations in 8 bits).
+        assert entry["gflop_per_image"] == pytest.approx(fp32["gflop_per_image"]) and entry["gflop_per_image"] > 0.01
+        assert entry["gflops"] == pytest.approx(entry["gflop_per_image"] * entry["throughput"])
+    assert "agreement" not in fp32["accuracy"]  # the FP32 engine is the reference
+    agreement = quantized["accuracy"]["agreement"]
+    assert agreement["reference"] == exported_onnx.name and 0.9 < agreement["mask_dice_agreement"] <= 1
+    assert set(agreement["class_flips"]) == {"benign_to_malignant", "malignant_to_benign"}
+    text = (report_dir / "report.md").read_text()
+    assert "## Accuracy beside latency" in text and "## Arithmetic" in text
+
+
+def test_the_flop_count_of_a_known_graph(tmp_path: Path) -> None:
+    """One 3x3 convolution (8 -> 16 channels) on 32x32 and a Gemm (16 -> 2): counted by hand."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from cosa_edge.bench.flops import gflop_per_image
+
+    weight = numpy_helper.from_array(np.ones((16, 8, 3, 3), np.float32), "w")
+    dense = numpy_helper.from_array(np.ones((2, 16), np.float32), "d")
+    axes = numpy_helper.from_array(np.array([2, 3], np.int64), "axes")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("ReduceMean", ["c", "axes"], ["m"], keepdims=0),
+         helper.make_node("Gemm", ["m", "d"], ["y"], transB=1)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])], [weight, dense, axes])
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    expected = 2 * (16 * 32 * 32) * (8 * 3 * 3) + 2 * 2 * 16
+    assert gflop_per_image(path) == pytest.approx(expected / 1e9)

@@ -52,8 +52,11 @@ def test_tensorrt_precision_mode_is_true_for_every_build() -> None:
     assert precision_mode("fp16", 11) == "strongly typed FP16 ONNX (TensorRT 11)"
     assert precision_mode("fp16", 12) == "strongly typed FP16 ONNX (TensorRT 12)"
     assert precision_mode("fp32", 10, tf32=True) == "FP32; TF32 allowed in FP32 layers"
-    with pytest.raises(CosaEdgeError, match="int8"):
-        precision_mode("int8", 10)
+    # INT8 from the symmetric QDQ ONNX (engines/int8.py): the flag on TensorRT 10, strongly typed from 11.
+    assert precision_mode("int8", 10) == "explicit INT8 QDQ ONNX, symmetric, with the INT8 builder flag (TensorRT 10)"
+    assert precision_mode("int8", 11) == "strongly typed INT8 QDQ ONNX, symmetric (TensorRT 11)"
+    with pytest.raises(CosaEdgeError, match="fp16, fp32 or int8"):
+        precision_mode("int4", 10)
 
 
 def test_build_refuses_bad_inputs(exported_onnx: Path, tmp_path: Path) -> None:

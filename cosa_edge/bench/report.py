@@ -38,6 +38,32 @@ def markdown_report(results: list[BenchResult], system: dict[str, Any], pipeline
         ratio = f"{r.ratio_to_baseline:.2f}" if r.ratio_to_baseline is not None else "–"
         lines.append(f"| {_label(r)} | {r.batch_size} | {s.min:.2f} | {s.mean:.2f} | {s.median:.2f} | {s.p90:.2f} | "
                      f"{s.p95:.2f} | {s.p99:.2f} | {s.max:.2f} | {s.std:.2f} | {r.throughput:.1f} | {ratio} |")
+    if any(r.gflop_per_image is not None for r in results):
+        lines += ["", "## Arithmetic", "", "GFLOP per image counted from the model's ONNX graph (Conv, MatMul, Gemm); "
+                  "achieved GFLOP/s = GFLOP per image x images per second (an INT8 engine does the same operations "
+                  "in 8 bits).", "", "| engine | batch | GFLOP per image | achieved GFLOP/s |", "|---|---|---|---|"]
+        for r in results:
+            if r.gflop_per_image is not None:
+                lines.append(f"| {_label(r)} | {r.batch_size} | {r.gflop_per_image:.2f} | {r.gflops:.0f} |")
+    scored = [r for r in results if r.accuracy]
+    if scored:
+        first = scored[0].accuracy
+        lines += ["", "## Accuracy beside latency", "",
+                  f"On {first['images']} labelled images ({first['lesion_images']} with a lesion): Dice and mIoU per image "
+                  "and accuracy and AUC over the images with a lesion; flips against the first FP32 engine of the same "
+                  "model.", "",
+                  "| engine | batch | median ms | Dice | mIoU | ACC | AUC | class flips (malignant to benign) | "
+                  "presence flips | mask Dice agreement |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in scored:
+            a, agreement = r.accuracy, r.accuracy.get("agreement")
+            cells = [_percent(a.get(k)) for k in ("dice", "miou", "acc")] + [_fraction(a.get("auc"))]
+            if agreement:
+                flips = agreement["class_flips"]
+                cells += [f"{sum(flips.values())} ({flips['malignant_to_benign']})",
+                          str(sum(agreement["presence_flips"].values())), f"{agreement['mask_dice_agreement']:.4f}"]
+            else:
+                cells += ["reference" if r.precision == "fp32" else "–", "–", "–"]
+            lines.append(f"| {_label(r)} | {r.batch_size} | {r.latency_ms.median:.2f} | " + " | ".join(cells) + " |")
     lines += ["", "## Per stage (median ms per batch)", "", "| engine | batch | " + " | ".join(_stage_names(results)) + " |",
               "|---|---|" + "---|" * len(_stage_names(results))]
     for r in results:
@@ -53,6 +79,14 @@ def markdown_report(results: list[BenchResult], system: dict[str, Any], pipeline
         lines.append(f"| ms | {s['min']:.1f} | {s['median']:.1f} | {s['p90']:.1f} | {s['p95']:.1f} | {s['p99']:.1f} | {s['max']:.1f} |")
     lines += ["", "![latency](latency.png)", "", "![throughput](throughput.png)", ""]
     return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _fraction(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def _stage_names(results: list[BenchResult]) -> list[str]:

@@ -28,11 +28,20 @@ class BenchResult:
     throughput: float  # images per second
     stages_ms: dict[str, LatencySummary] = field(default_factory=dict)
     ratio_to_baseline: float | None = None
+    # With --check-data: dice, miou, acc, auc, images, and agreement with the FP32 reference (bench/accuracy.py).
+    accuracy: dict[str, Any] | None = None
+    gflop_per_image: float | None = None  # counted from the model's ONNX graph (bench/flops.py)
+
+    @property
+    def gflops(self) -> float | None:
+        """Achieved GFLOP/s: the model's counted operations per image times images per second."""
+        return None if self.gflop_per_image is None else self.gflop_per_image * self.throughput
 
     def to_dict(self) -> dict[str, Any]:
         return {"engine": self.engine, "backend": self.backend, "precision": self.precision,
                 "batch_size": self.batch_size, "latency_ms": self.latency_ms.to_dict(), "throughput": self.throughput,
-                "stages_ms": {k: v.to_dict() for k, v in self.stages_ms.items()}, "ratio_to_baseline": self.ratio_to_baseline}
+                "stages_ms": {k: v.to_dict() for k, v in self.stages_ms.items()}, "ratio_to_baseline": self.ratio_to_baseline,
+                "gflop_per_image": self.gflop_per_image, "gflops": self.gflops, "accuracy": self.accuracy}
 
 
 def bench_frames(count: int, size: tuple[int, int] = (480, 640)) -> list[np.ndarray]:

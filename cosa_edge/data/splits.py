@@ -9,6 +9,7 @@ prevents that.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -101,3 +102,27 @@ def stratified_holdout(labels: list[int], fraction: float, seed: int = 0) -> tup
         validation.extend(indices[: int(round(len(indices) * fraction))])
     held = set(validation)
     return [i for i in range(len(labels)) if i not in held], sorted(validation)
+
+
+def fold_part(samples: list[Sample], folds_file: Path, index: int, part: str) -> list[Sample]:
+    """The training ("train") or test ("test") images of fold ``index`` of a `cosa-edge cv` folds.json."""
+    import json
+
+    folds_file = Path(folds_file)
+    if not folds_file.is_file():
+        raise CosaEdgeError(f"{folds_file} does not exist; --split takes the folds.json that `cosa-edge cv` wrote")
+    try:
+        folds = json.loads(folds_file.read_text())["folds"]
+        test = set(next(f for f in folds if f["index"] == index)["test"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise CosaEdgeError(f"{folds_file} is not a `cosa-edge cv` folds.json") from None
+    except StopIteration:
+        raise CosaEdgeError(f"{folds_file} has no fold {index} (it holds folds 0-{len(folds) - 1})") from None
+    names = {s.name for s in samples}
+    if not test <= names:
+        raise CosaEdgeError(f"{folds_file} names images that are not in this data set; give the data the folds were "
+                            "made from")
+    chosen = [s for s in samples if (s.name in test) == (part == "test")]
+    if not chosen:
+        raise CosaEdgeError(f"fold {index} of {folds_file} has no {part} images in this data set")
+    return chosen

@@ -1,7 +1,7 @@
 """Engines: the runtime side, one class per runtime behind one interface, and never torch.
 
 ``open_engine(path)`` opens a runtime engine, picking the backend from the file
-type (.onnx: ONNX Runtime, .engine/.plan: TensorRT), or ``backend=`` overrides
+type (.onnx: ONNX Runtime, .engine/.plan: TensorRT, .xml: OpenVINO), or ``backend=`` overrides
 it. A PyTorch checkpoint (.pt) is the training side's and is not opened here:
 :func:`cosa_edge.backends.open_engine` opens every kind, .pt included, and is
 what the CLI uses. Nothing under cosa_edge.engines imports cosa_edge.export,
@@ -17,17 +17,17 @@ from ..errors import CosaEdgeError
 from .base import Engine, TensorSpec
 
 #: The runtimes this package opens.
-RUNTIME_BACKENDS = ("onnxruntime", "tensorrt")
+RUNTIME_BACKENDS = ("onnxruntime", "tensorrt", "openvino")
 #: Every backend name a file can map to; "torch" is opened by cosa_edge.backends.
 BACKENDS = (*RUNTIME_BACKENDS, "torch")
 _BY_SUFFIX = {".onnx": "onnxruntime", ".ort": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt",
-              ".trt": "tensorrt", ".pt": "torch", ".pth": "torch"}
+              ".trt": "tensorrt", ".xml": "openvino", ".pt": "torch", ".pth": "torch"}
 
 
 def backend_for(path: Path) -> str:
     backend = _BY_SUFFIX.get(Path(path).suffix.lower())
     if backend is None:
-        raise CosaEdgeError(f"cannot tell the runtime of {path} from its suffix; use .onnx, .engine or .pt, "
+        raise CosaEdgeError(f"cannot tell the runtime of {path} from its suffix; use .onnx, .engine, .xml or .pt, "
                             f"or pass --backend ({', '.join(BACKENDS)})")
     return backend
 
@@ -52,6 +52,10 @@ def open_engine(path: str | Path, backend: str | None = None, **options: Any) ->
         from .tensorrt_engine import TensorRTEngine
 
         return TensorRTEngine(path, **options)
+    if backend == "openvino":
+        from .openvino_engine import OpenVinoEngine
+
+        return OpenVinoEngine(path, **options)
     if backend == "torch":
         raise CosaEdgeError(f"{path} is a PyTorch checkpoint, which cosa_edge.engines (the torch-free runtime side) "
                             "does not open; use cosa_edge.backends.open_engine")

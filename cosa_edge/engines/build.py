@@ -2,6 +2,8 @@
 
 * onnxruntime: an ONNX model optimised offline by ONNX Runtime (FP32, or FP16
   with the FP32 islands of :mod:`cosa_edge.engines.fp16`), for any CPU.
+* openvino: an OpenVINO IR model (.xml and .bin) with a JSON sidecar, FP32 (INT8:
+  :mod:`cosa_edge.engines.quantized_build`).
 * tensorrt: a serialized TensorRT plan for this GPU and TensorRT version, with
   an optimisation profile over the batch range, a persisted timing cache and a
   JSON sidecar. FP16 through the builder flag on TensorRT 10 (the FP32 islands
@@ -32,7 +34,7 @@ from .fp16 import convert_to_fp16, fp32_node_names
 from .plugin_fallback import replace_plugin_nodes
 from .tensorrt_engine import sidecar_path
 
-TARGETS = ("tensorrt", "onnxruntime")
+TARGETS = ("tensorrt", "onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)
@@ -87,16 +89,29 @@ class BuildResult:
 def build_engine(onnx_path: Path, output: Path, target: str | None = None, precision: str = "fp16",
                  batch: BatchRange = BatchRange(), workspace_gib: float = 2.0,
                  timing_cache: Path | None = None) -> BuildResult:
+    """An FP32 or FP16 engine from the FP32 export; or a TensorRT plan from a TensorRT-ready INT8 QDQ ONNX (one
+    that ``cosa-edge build-engine --target tensorrt --precision int8 -o NAME.onnx`` wrote and checked).
+
+    Other INT8 engines are built, calibrated and checked by :func:`cosa_edge.engines.quantized_build.build_int8`.
+    """
     target = target or default_target()
     if target not in TARGETS:
-        raise CosaEdgeError(f"unknown target {target!r}; choose {' or '.join(TARGETS)}")
+        raise CosaEdgeError(f"unknown target {target!r}; choose {', '.join(TARGETS)}")
     if target == "tensorrt" and (missing := missing_tensorrt_modules()):
         raise CosaEdgeError(f"TensorRT engines need {' and '.join(missing)}, which this machine lacks; on an NVIDIA "
                             "GPU machine: pip install 'cosa-edge[tensorrt]' (or use --target onnxruntime)")
-    if precision not in ("fp16", "fp32"):
-        raise CosaEdgeError(f"--precision must be fp16 or fp32, not {precision!r}")
     metadata = read_onnx_metadata(Path(onnx_path))
     read_verified_onnx(Path(onnx_path))  # a changed export is refused before anything is built from it
+    if target == "tensorrt" and metadata.precision == "int8" and precision == "int8":
+        if (metadata.quantization.get("scheme") or {}).get("name") != "tensorrt":
+            raise CosaEdgeError(f"{onnx_path} is quantized for {target_of(metadata)}, not for TensorRT (which needs "
+                                "symmetric INT8); build from the FP32 export with --target tensorrt --precision int8")
+        result = build_tensorrt(Path(onnx_path), Path(output), precision, batch, workspace_gib, timing_cache, metadata)
+        return BuildResult(result.engine, result.target, result.precision, result.details)
+    if precision not in ("fp16", "fp32"):
+        raise CosaEdgeError(f"--precision must be fp16, fp32 or int8, not {precision!r}")
+    if target == "openvino" and precision != "fp32":
+        raise CosaEdgeError("OpenVINO engines are built in fp32 or int8; use --precision fp32 or int8")
     if metadata.precision != "fp32":
         raise CosaEdgeError(f"{onnx_path} is already {metadata.precision}; build from the FP32 export")
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,16 +124,28 @@ def build_engine(onnx_path: Path, output: Path, target: str | None = None, preci
                          "standard ONNX ops, which compute the same region maps)")
         if target == "onnxruntime":
             result = build_onnxruntime(Path(onnx_path), Path(output), precision, metadata)
+        elif target == "openvino":
+            from .openvino_engine import build_openvino
+
+            details = build_openvino(Path(onnx_path), Path(output), metadata, precision)
+            result = BuildResult(Path(output), "openvino", precision, details)
         else:
             result = build_tensorrt(Path(onnx_path), Path(output), precision, batch, workspace_gib, timing_cache,
                                     metadata)
     return BuildResult(result.engine, result.target, result.precision, result.details, tuple(notes))
 
 
+def target_of(metadata: ModelMetadata) -> str:
+    """The runtime an INT8 model's scheme was made for, from its metadata."""
+    return (metadata.quantization.get("scheme") or {}).get("name", "an unknown runtime")
+
+
 def plugin_unavailable(target: str) -> str | None:
     """Why ``target`` cannot run the COSA plugin node here, or None where it can."""
     if target == "onnxruntime":
         return "ONNX Runtime has no kernel for the COSA plugin node"
+    if target == "openvino":
+        return "OpenVINO has no kernel for the COSA plugin node"
     import numpy
 
     trt = require("tensorrt")
@@ -181,12 +208,16 @@ def precision_mode(precision: str, major: int, tf32: bool = False) -> str:
     """
     if precision == "fp32":
         mode = "FP32"
+    elif precision == "int8" and strongly_typed(major):
+        mode = f"strongly typed INT8 QDQ ONNX, symmetric (TensorRT {major})"
+    elif precision == "int8":
+        mode = f"explicit INT8 QDQ ONNX, symmetric, with the INT8 builder flag (TensorRT {major})"
     elif precision == "fp16" and strongly_typed(major):
         mode = f"strongly typed FP16 ONNX (TensorRT {major})"
     elif precision == "fp16":
         mode = f"builder flag FP16 (TensorRT {major}) with FP32 islands pinned"
     else:
-        raise CosaEdgeError(f"--precision must be fp16 or fp32, not {precision!r}")
+        raise CosaEdgeError(f"--precision must be fp16, fp32 or int8, not {precision!r}")
     return mode + ("; TF32 allowed in FP32 layers" if tf32 else "")
 
 
@@ -251,6 +282,10 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, batch: BatchRa
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
         pinned = 0
+        if precision == "int8" and not strongly_typed(major):
+            # TensorRT 10 builds an explicitly quantized (QDQ) network only with the INT8 flag; the layers outside
+            # the QDQ pairs stay FP32. TensorRT 11 takes the QDQ graph's types as they are (strongly typed).
+            config.set_flag(trt.BuilderFlag.INT8)
         if precision == "fp16" and not strongly_typed(major):
             onnx = require("onnx")
             config.set_flag(trt.BuilderFlag.FP16)

@@ -1,0 +1,66 @@
+"""Accuracy beside latency: every benchmarked engine scored on the same labelled images.
+
+Each engine gets ``dice``, ``miou``, ``acc``, ``auc`` and ``images`` against the ground truth
+(:func:`cosa_edge.engines.accuracy.accuracy_of`), and, where an FP32 engine of the same model was
+measured in the same run, its agreement with that reference: class flips by direction, lesion
+presence flips and mask agreement, the figures that an average Dice or accuracy can hide.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..data import Sample
+from ..engines.accuracy import accuracy_of, compare_outputs, run_engine
+from ..engines.base import Engine
+from .flops import gflop_per_image
+from .runner import BenchResult
+
+
+def _model_key(engine: Engine) -> tuple[str, str, int]:
+    return engine.metadata.architecture, engine.metadata.encoder, engine.input_size
+
+
+def reference_engine(engines: list[Engine]) -> Engine | None:
+    """The FP32 engine the others are compared with: the first FP32 one measured (the baseline where given)."""
+    return next((e for e in engines if e.metadata.precision == "fp32"), None)
+
+
+def score_engines(engines: list[Engine], samples: list[Sample]) -> dict[int, dict[str, Any]]:
+    """Accuracy of each engine (by its position), with agreement with the reference of the same model."""
+    reference = reference_engine(engines)
+    outputs = {id(e): run_engine(e, samples) for e in engines}
+    scored = {}
+    for engine in engines:
+        entry: dict[str, Any] = accuracy_of(outputs[id(engine)], samples).to_dict()
+        if reference is not None and engine is not reference and _model_key(engine) == _model_key(reference):
+            agreement = compare_outputs(outputs[id(reference)], outputs[id(engine)],
+                                        reference.metadata.presence.get("min_lesion_share"))
+            entry["agreement"] = {"reference": Path(reference.path).name, **agreement}
+        scored[id(engine)] = entry
+    return scored
+
+
+def model_gflop(engines: list[Engine]) -> dict[int, float | None]:
+    """Each engine's GFLOP per image, counted from its own ONNX file, else from one of the same model measured
+    alongside (a TensorRT plan or an OpenVINO model holds no ONNX graph to count)."""
+    counted: dict[tuple[str, str, int], float] = {}
+    for engine in engines:
+        if Path(engine.path).suffix.lower() == ".onnx":
+            value = gflop_per_image(Path(engine.path))
+            if value is not None:
+                counted.setdefault(_model_key(engine), value)
+    return {id(e): counted.get(_model_key(e)) for e in engines}
+
+
+def attach_accuracy(results: list[BenchResult], engines: list[Engine], samples: list[Sample] | None) -> None:
+    by_name = {(str(e.path), e.backend): e for e in engines}
+    flops = model_gflop(engines)
+    scored = score_engines(engines, samples) if samples else {}
+    for result in results:
+        engine = by_name.get((result.engine, result.backend))
+        if engine is None:
+            continue
+        result.gflop_per_image = flops.get(id(engine))
+        result.accuracy = scored.get(id(engine))

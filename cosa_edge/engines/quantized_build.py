@@ -1,0 +1,129 @@
+"""`cosa-edge build-engine --precision int8`: quantize, check against the FP32 model, and only then write.
+
+1. The FP32 export is quantized to a QDQ graph (:mod:`cosa_edge.engines.int8`), calibrated on
+   real images read through the one preprocessing function.
+2. The engine that will run is checked against the FP32 model on held-out images that took part
+   neither in training nor in calibration (:mod:`cosa_edge.engines.accuracy`): class flips by
+   direction, lesion-presence flips, mask agreement, the largest probability difference, and
+   each engine's own Dice and accuracy against the ground truth.
+3. Past a limit the build fails with the figures and writes nothing, unless the user accepts the
+   loss (``--accept-accuracy-loss``); the check's figures go into the engine's metadata either way.
+
+Targets: ``onnxruntime`` (the QDQ graph itself is the engine: ONNX Runtime fuses it into integer
+kernels when it loads it), ``openvino`` (the QDQ graph converted to OpenVINO IR), ``tensorrt``
+(the symmetric QDQ graph; written as ``NAME.onnx`` on any machine, checked here in ONNX Runtime,
+and built into a plan where TensorRT and a GPU are present).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .._optional import require
+from ..data import Sample
+from ..errors import CosaEdgeError
+from .accuracy import Fidelity, compare_to_reference
+from .artifact import read_verified_onnx, write_model_with_metadata
+from .build import BatchRange, BuildResult, build_engine, read_onnx_metadata, standard_ops_copy
+from .int8 import SCHEMES, CalibrationImages, quantize_int8
+
+
+def _check_held_out(calibration: CalibrationImages, check: list[Sample]) -> None:
+    if not check:
+        raise CosaEdgeError("no images to check the INT8 engine on; give --check-data (images held out from "
+                            "training and calibration)")
+    shared = set(calibration.names) & {s.name for s in check}
+    if shared:
+        raise CosaEdgeError(f"{len(shared)} check images were also used for calibration (e.g. {sorted(shared)[0]}); "
+                            "the check must be on held-out images: give other --check-data or use --split")
+
+
+def _gate(fidelity: Fidelity, accept_loss: bool) -> list[str]:
+    failures = fidelity.failures()
+    if failures and not accept_loss:
+        ref, new = fidelity.reference, fidelity.candidate
+        scores = ""
+        if ref.dice is not None and new.dice is not None:
+            scores += f"; Dice {ref.dice:.3f} -> {new.dice:.3f}"
+        if ref.acc is not None and new.acc is not None:
+            scores += f", accuracy {ref.acc:.3f} -> {new.acc:.3f}"
+        raise CosaEdgeError(f"the INT8 engine strays from the FP32 model on {fidelity.images} held-out images: "
+                            f"{'; '.join(failures)}{scores}. Nothing was written. Calibrate on more or other images "
+                            "(--calib-data, --calib-count, --calib-method), or keep FP32; --accept-accuracy-loss "
+                            "writes it anyway, with these figures in its metadata")
+    return failures
+
+
+def build_int8(onnx_path: Path, output: Path, target: str, calibration: CalibrationImages, check: list[Sample],
+               check_source: str, method: str, accept_accuracy_loss: bool = False,
+               batch: BatchRange = BatchRange(), workspace_gib: float = 2.0,
+               timing_cache: Path | None = None) -> tuple[BuildResult, Fidelity]:
+    """Quantize ``onnx_path`` for ``target``, check it on ``check``, and write the engine at ``output``."""
+    from .onnxruntime_engine import OnnxRuntimeEngine
+
+    onnx = require("onnx")
+    onnx_path, output = Path(onnx_path), Path(output)
+    metadata = read_onnx_metadata(onnx_path)
+    read_verified_onnx(onnx_path)
+    if metadata.precision != "fp32":
+        raise CosaEdgeError(f"{onnx_path} is already {metadata.precision}; quantize the FP32 export "
+                            "(`cosa-edge export`), not an engine built from it")
+    if target == "tensorrt" and output.suffix.lower() != ".onnx":
+        from .build import missing_tensorrt_modules
+
+        if missing := missing_tensorrt_modules():
+            raise CosaEdgeError(f"a TensorRT INT8 plan needs {' and '.join(missing)}, which this machine lacks; write "
+                                "the TensorRT-ready INT8 ONNX here instead (-o NAME.onnx: it is checked here) and build "
+                                "the plan from it on the GPU machine")
+    suffix = {"onnxruntime": ".onnx", "openvino": ".xml"}.get(target)
+    if suffix and output.suffix.lower() != suffix:
+        raise CosaEdgeError(f"an INT8 {target} engine is a {suffix} file; name the output {output.with_suffix(suffix)}")
+    _check_held_out(calibration, check)
+    scheme = SCHEMES["tensorrt" if target == "tensorrt" else "onnxruntime"]
+    notes: list[str] = []
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.stem}.") as tmp:
+        source = onnx_path
+        if metadata.cosa_op == "plugin":  # calibration runs the graph in ONNX Runtime, which has no plugin kernel
+            source = standard_ops_copy(onnx_path, Path(tmp) / "standard.onnx")
+            notes.append("quantized the standard export (the plugin node rewritten as standard ONNX ops, which compute "
+                         "the same region maps): calibration runs the graph in ONNX Runtime")
+        qdq = Path(tmp) / "int8.onnx"
+        quantized = quantize_int8(source, qdq, calibration, scheme, method)
+        candidate_path = qdq
+        if target == "openvino":  # check the engine that will run: OpenVINO's reading of the QDQ graph
+            from .openvino_engine import build_openvino
+
+            candidate_path = Path(tmp) / "int8.xml"
+            build_openvino(qdq, candidate_path, quantized, "int8")
+        from . import open_engine
+
+        with OnnxRuntimeEngine(source) as reference, open_engine(candidate_path) as candidate:
+            fidelity = compare_to_reference(reference, candidate, check)
+        failures = _gate(fidelity, accept_accuracy_loss)
+        record: dict[str, Any] = {**quantized.quantization, "check": {"data": check_source, **fidelity.to_dict()}}
+        if failures:
+            record["check"]["accepted_despite"] = failures
+            notes.append("written despite the accuracy check (--accept-accuracy-loss): " + "; ".join(failures))
+        final = quantized.with_changes(quantization=record)
+        model = onnx.load(str(qdq))
+        if target == "onnxruntime" or (target == "tensorrt" and output.suffix.lower() == ".onnx"):
+            written = write_model_with_metadata(model, final, output)
+            details = {"scheme": scheme.name, "graph_sha256": written.graph_sha256}
+            result = BuildResult(output, target, "int8", details, tuple(notes))
+        else:
+            checked = Path(tmp) / "checked.onnx"
+            checked_metadata = write_model_with_metadata(model, final, checked)
+            if target == "openvino":
+                from .openvino_engine import build_openvino
+
+                details = build_openvino(checked, output, checked_metadata, "int8")
+                result = BuildResult(output, target, "int8", details, tuple(notes))
+            else:
+                built = build_engine(checked, output, target="tensorrt", precision="int8", batch=batch,
+                                     workspace_gib=workspace_gib, timing_cache=timing_cache)
+                result = BuildResult(built.engine, built.target, built.precision, built.details,
+                                     tuple(notes) + built.notes)
+    return result, fidelity
