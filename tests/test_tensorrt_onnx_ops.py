@@ -139,6 +139,11 @@ def _attributes(node: onnx.NodeProto) -> dict[str, object]:
     return values
 
 
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+#: What TensorRT's Q/DQ layers quantize to (its explicit quantization; INT4 and FP4 for weights only).
+QUANTIZED_TYPES = {"INT8", "FLOAT8E4M3FN", "INT4", "FLOAT4E2M1"}
+
+
 def _general_type_problem(type_name: str, tensor: str, op_type: str, graph_io: set[str]) -> str | None:
     types = TABLE["data_types"]
     if type_name not in types["supported"]:
@@ -163,6 +168,17 @@ def _type_problems(node: onnx.NodeProto, entry: dict | None, types: dict, graph_
     indices = INDEX_OUTPUTS.get(node.op_type, set())
     tensors += [(f"output {i}", name, fixed or i in indices) for i, name in enumerate(node.output) if name]
     problems = []
+    if node.op_type in QDQ_OPS and entry:
+        # The table's type column is the data input's (X); the other side of the pair is the quantized type,
+        # the scale is float. So: input 0 against the table, the quantized side against TensorRT's quantized types.
+        quantized = [name for i, name in enumerate(node.input) if i == 2 and name]
+        quantized += list(node.output[:1]) if node.op_type == "QuantizeLinear" else []
+        for name in quantized:
+            type_name = TensorProto.DataType.Name(types[name][0]) if name in types else "?"
+            if type_name not in QUANTIZED_TYPES:
+                problems.append(f"{where}: {name!r} is {type_name}; TensorRT quantizes to {sorted(QUANTIZED_TYPES)}")
+        tensors = [t for t in tensors if t[0] == "input 0"] + [(label, name, True) for label, name, _ in tensors
+                                                               if label != "input 0"]
     for label, name, is_parameter in tensors:
         if name not in types:
             problems.append(f"{where}: shape inference gives no type for {label} {name!r}")
@@ -347,6 +363,22 @@ def test_mtl_cosa_exports_use_only_what_tensorrt_10_supports(export: str, reques
         plugin_nodes = [n for n, _ in _walk(model.graph, {}) if n.op_type == PLUGIN_NAME]
         assert [n.domain for n in plugin_nodes] == [PLUGIN_DOMAIN]  # the check below must see the plugin node
     _assert_conforms(path)
+
+
+def test_the_tensorrt_int8_graph_uses_only_what_tensorrt_10_supports(standard_export: Path, workdir: Path) -> None:
+    """The symmetric QDQ graph that `build-engine --target tensorrt --precision int8` builds from (engines/int8.py):
+    its QuantizeLinear/DequantizeLinear carry INT8 only (no int32 biases, which TensorRT cannot dequantize)."""
+    pytest.importorskip("onnxruntime")
+    from cosa_edge.data.phantom import make_phantom_dataset
+    from cosa_edge.engines.int8 import SCHEMES, calibration_from_samples, quantize_int8
+
+    calibration = calibration_from_samples(make_phantom_dataset(8, seed=3, size=(SMALL_SIZE, SMALL_SIZE)),
+                                           SMALL_SIZE, 8, "phantom:8")
+    int8 = workdir / "mtl_cosa_int8_tensorrt.onnx"
+    quantize_int8(standard_export, int8, calibration, SCHEMES["tensorrt"])
+    model = onnx.load(str(int8))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops_of(model)
+    _assert_conforms(int8)
 
 
 def _assert_export_and_fp16_conform(checkpoint: Path) -> None:
