@@ -75,7 +75,8 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by `train` and `cv`: a preset and overrides of its fields."""
     options = [
         click.option("--preset", default="edge", show_default=True,
-                     help="edge (ResNet-18), paper (ResNet-101, the paper's settings) or a .toml file."),
+                     help="edge (ResNet-18, 256 px), realtime (ResNet-18, 160 px: real time on a CPU as INT8), "
+                          "paper (ResNet-101, the paper's settings) or a .toml file."),
         click.option("--data", "data_spec", default="phantom", show_default=True, help=DATA_HELP),
         click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (preset's value if not given)."),
         click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size (paper: 12)."),
@@ -333,20 +334,38 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
         return
     if calib_data or split or accept_accuracy_loss:
         raise CosaEdgeError("--calib-data, --split and --accept-accuracy-loss are for --precision int8")
+    check_data = check_data or "phantom:8"
+    samples = None  # read before the build: a mistyped --check-data should not cost a build
+    if check_data != "none" and precision != "int8":  # an INT8 QDQ source was checked when it was written
+        samples = load_dataset(check_data, progress=False, phantom_size=read_onnx_metadata(Path(onnx_model)).input_size)
     result = build_engine(Path(onnx_model), Path(output), target=target, precision=precision, batch=batch_range,
                           workspace_gib=workspace, timing_cache=cache)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(describe(result))
-    check_data = check_data or "phantom:8"
-    if check_data == "none" or precision == "int8":  # an INT8 QDQ source was checked when it was written
+    if samples is None:
         return
-    with open_engine(onnx_model, backend="onnxruntime") as reference, open_engine(output) as engine:
-        samples = load_dataset(check_data, progress=False, phantom_size=reference.input_size)
-        agreement = check_fp16_fidelity(reference, engine, samples)
+    try:
+        with open_engine(onnx_model, backend="onnxruntime") as reference, open_engine(output) as engine:
+            agreement = check_fp16_fidelity(reference, engine, samples)
+    except CosaEdgeError as error:
+        # An engine that failed its check against the FP32 model is not left where it would be used.
+        removed = remove_engine_files(Path(output))
+        raise CosaEdgeError(f"{error}; removed {', '.join(p.name for p in removed)}") from None
     click.echo(f"{precision} engine against the FP32 model on {agreement.images} images: max probability difference "
                f"{agreement.max_probability_difference:.2e}, mask Dice agreement {agreement.mask_dice_agreement:.4f}, "
                f"same class on {agreement.same_class:.0%}")
+
+
+def remove_engine_files(output: Path) -> list[Path]:
+    """Delete an engine and the files that travel with it (a TensorRT or OpenVINO sidecar, OpenVINO's weights)."""
+    candidates = [output, Path(str(output) + ".json")]
+    if output.suffix.lower() == ".xml":
+        candidates.append(output.with_suffix(".bin"))
+    removed = [path for path in candidates if path.is_file()]
+    for path in removed:
+        path.unlink()
+    return removed
 
 
 def _parse_split(text: str) -> tuple[Path, int]:
@@ -463,6 +482,8 @@ def infer(source: str, engine_path: str, backend: str | None, out: str | None, r
     model, thresholds, source file name, start time; no folder names, no patient attributes) and every frame
     record carries the engine's hash.
     """
+    import numpy as np
+
     from .backends import backend_for, open_engine
     from .stream.run import infer_source, parse_pixel_spacing, parse_roi
 
@@ -480,8 +501,12 @@ def infer(source: str, engine_path: str, backend: str | None, out: str | None, r
         click.echo(f"warning: {stats.stopped_early}", err=True)
     skipped = f", skipped {stats.frames_skipped} stale frames" if realtime else ""
     interrupted = " (interrupted: the outputs hold the frames done)" if stats.interrupted else ""
+    latency = ""
+    if stats.latencies_ms:
+        median, p95 = np.percentile(stats.latencies_ms, [50, 95])
+        latency = f"; capture-to-result latency median {median:.0f} ms, 95th percentile {p95:.0f} ms"
     click.echo(f"processed {stats.frames_processed} of {stats.frames_read} frames at {stats.fps:.1f} frames/s{skipped}"
-               f"{interrupted}; wrote {', '.join(p for p in (out, results) if p)}")
+               f"{latency}{interrupted}; wrote {', '.join(p for p in (out, results) if p)}")
 
 
 @cli.command()
@@ -582,8 +607,10 @@ def models() -> None:
 @click.option("--frame-size", default="256x320", show_default=True, help="HEIGHTxWIDTH of the video's frames.")
 @click.option("--dicom", is_flag=True, help="Also write the sweep as a DICOM cine loop (sweep.dcm: JPEG frames, "
               "Frame Time, a 2D tissue region at 0.1 mm per pixel); needs the dicom extra.")
+@click.option("--fps", type=click.FloatRange(min=1, max=240), default=20.0, show_default=True,
+              help="Frame rate of the sweep video and cine (a probe delivers 20 to 60).")
 def phantom(out_dir: str, count: int, size: int, seed: int, video: bool, frames: int, frame_size: str,
-            dicom: bool) -> None:
+            dicom: bool, fps: float) -> None:
     """Write synthetic ultrasound phantoms (images/, masks/, labels.csv) and a sweep video."""
     from .data.folder import write_folder
     from .data.phantom import make_phantom_dataset, write_sweep_video
@@ -596,12 +623,13 @@ def phantom(out_dir: str, count: int, size: int, seed: int, video: bool, frames:
         except ValueError:
             raise CosaEdgeError(f"--frame-size {frame_size!r} must be HEIGHTxWIDTH, e.g. 480x640") from None
     if video:
-        path = write_sweep_video(Path(out_dir) / "sweep.mp4", seed=seed, frames=frames, size=(height, width))
+        path = write_sweep_video(Path(out_dir) / "sweep.mp4", seed=seed, frames=frames, size=(height, width), fps=fps)
         click.echo(f"wrote {path}")
     if dicom:
         from .data.dicom_phantom import write_sweep_dicom
 
-        path = write_sweep_dicom(Path(out_dir) / "sweep.dcm", seed=seed, frames=frames, size=(height, width))
+        path = write_sweep_dicom(Path(out_dir) / "sweep.dcm", seed=seed, frames=frames, size=(height, width),
+                                 fps=fps)
         click.echo(f"wrote {path}")
 
 

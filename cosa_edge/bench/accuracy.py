@@ -2,7 +2,7 @@
 
 Each engine gets ``dice``, ``miou``, ``acc``, ``auc`` and ``images`` against the ground truth
 (:func:`cosa_edge.engines.accuracy.accuracy_of`), and, where an FP32 engine of the same model was
-measured in the same run, its agreement with that reference: class flips by direction, lesion
+measured in the same run, its agreement with the first such engine: class flips by direction, lesion
 presence flips and mask agreement, the figures that an average Dice or accuracy can hide.
 """
 
@@ -22,19 +22,25 @@ def _model_key(engine: Engine) -> tuple[str, str, int]:
     return engine.metadata.architecture, engine.metadata.encoder, engine.input_size
 
 
-def reference_engine(engines: list[Engine]) -> Engine | None:
-    """The FP32 engine the others are compared with: the first FP32 one measured (the baseline where given)."""
-    return next((e for e in engines if e.metadata.precision == "fp32"), None)
+def reference_engines(engines: list[Engine]) -> dict[tuple[str, str, int], Engine]:
+    """For each model measured, the FP32 engine the others are compared with: the first FP32 one of that model
+    (the baseline checkpoint where it is that model)."""
+    references: dict[tuple[str, str, int], Engine] = {}
+    for engine in engines:
+        if engine.metadata.precision == "fp32":
+            references.setdefault(_model_key(engine), engine)
+    return references
 
 
 def score_engines(engines: list[Engine], samples: list[Sample]) -> dict[int, dict[str, Any]]:
-    """Accuracy of each engine (by its position), with agreement with the reference of the same model."""
-    reference = reference_engine(engines)
+    """Accuracy of each engine, with agreement with the FP32 reference of the same model."""
+    references = reference_engines(engines)
     outputs = {id(e): run_engine(e, samples) for e in engines}
     scored = {}
     for engine in engines:
         entry: dict[str, Any] = accuracy_of(outputs[id(engine)], samples).to_dict()
-        if reference is not None and engine is not reference and _model_key(engine) == _model_key(reference):
+        reference = references.get(_model_key(engine))
+        if reference is not None and engine is not reference:
             agreement = compare_outputs(outputs[id(reference)], outputs[id(engine)],
                                         reference.metadata.presence.get("min_lesion_share"))
             entry["agreement"] = {"reference": Path(reference.path).name, **agreement}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
+import threading
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,6 +34,15 @@ def check_writable(path: Path) -> None:
 
 
 class VideoSink:
+    """An annotated video, encoded in a thread of its own.
+
+    Encoding a 640x480 frame takes 1-3 ms of one core; in the caller's thread it adds to the post-processing
+    that, behind a fast engine (a few ms a frame), limits the whole pipeline. OpenCV's encoder releases the
+    GIL, so the thread encodes while the caller draws the next frame. Frames keep their order (one queue).
+    """
+
+    QUEUE_FRAMES = 4  # frames waiting to be encoded: a little slack, and memory stays bounded
+
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         self.path = Path(path)
         fourcc = FOURCC_BY_SUFFIX.get(self.path.suffix.lower())
@@ -43,20 +54,38 @@ class VideoSink:
         if not self.writer.isOpened():
             raise CosaEdgeError(f"OpenCV cannot write {fourcc} video to {path}")
         self.size, self.frames = size, 0
+        self._queue: queue.Queue = queue.Queue(maxsize=self.QUEUE_FRAMES)
+        self._error: BaseException | None = None
+        self._encoder = threading.Thread(target=self._encode, name="video-encoder", daemon=True)
+        self._encoder.start()
+
+    def _encode(self) -> None:
+        while (frame := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.writer.write(frame)
+                except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread at close)
+                    self._error = exc
 
     def write(self, frame: np.ndarray) -> None:
+        if self._error is not None:
+            raise CosaEdgeError(f"encoding {self.path.name} failed: {self._error}")
         if frame.shape[1::-1] != self.size:
             frame = cv2.resize(frame, self.size)
-        self.writer.write(frame)
+        self._queue.put(frame)  # the caller hands the frame over and does not change it afterwards
         self.frames += 1
 
     def close(self) -> None:
+        self._queue.put(None)
+        self._encoder.join()
         self.writer.release()
-        if self.frames:
+        if self.frames and self._error is None:
             os.replace(self.partial, self.path)
         else:
             with contextlib.suppress(FileNotFoundError):
                 self.partial.unlink()
+        if self._error is not None:
+            raise CosaEdgeError(f"encoding {self.path.name} failed: {self._error}")
 
 
 class ImageSink:
