@@ -399,9 +399,9 @@ def _build_int8(onnx_model: Path, output: Path, target: str, check_data: str | N
         calibration = calibration_from_file(Path(calib_data), size, calib_count)
         pool = []
     else:
-        pool = load_dataset(calib_data, progress=False, phantom_size=size, include_normal=calib_data.startswith("busi:"))
-        if folds:
-            pool = fold_part(pool, folds[0], folds[1], "train")
+        everything = load_dataset(calib_data, progress=False, phantom_size=size,
+                                  include_normal=calib_data.startswith("busi:"))
+        pool = fold_part(everything, folds[0], folds[1], "train") if folds else everything
         calibration = calibration_from_samples(pool, size, calib_count, calib_data)
     if check_data:
         check = load_dataset(check_data, progress=False, phantom_size=size,
@@ -411,8 +411,7 @@ def _build_int8(onnx_model: Path, output: Path, target: str, check_data: str | N
             check = fold_part(check, folds[0], folds[1], "test")
             check_source = f"{check_data}, test images of fold {folds[1]} of {folds[0].name}"
     elif folds:
-        check = fold_part(load_dataset(calib_data, progress=False, phantom_size=size,
-                                       include_normal=calib_data.startswith("busi:")), folds[0], folds[1], "test")
+        check = fold_part(everything, folds[0], folds[1], "test")
         check_source = f"{calib_data}, test images of fold {folds[1]} of {folds[0].name}"
     else:
         drawn = set(calibration.names)

@@ -108,9 +108,13 @@ def build_engine(onnx_path: Path, output: Path, target: str | None = None, preci
                                 "symmetric INT8); build from the FP32 export with --target tensorrt --precision int8")
         result = build_tensorrt(Path(onnx_path), Path(output), precision, batch, workspace_gib, timing_cache, metadata)
         return BuildResult(result.engine, result.target, result.precision, result.details)
-    if precision not in ("fp16", "fp32"):
+    if precision == "int8" and metadata.precision == "fp32":
+        raise CosaEdgeError("INT8 engines are calibrated and checked before they are written: use "
+                            "`cosa-edge build-engine --precision int8 --calib-data SPEC` "
+                            "(cosa_edge.engines.quantized_build.build_int8)")
+    if precision not in ("fp16", "fp32", "int8"):
         raise CosaEdgeError(f"--precision must be fp16, fp32 or int8, not {precision!r}")
-    if target == "openvino" and precision != "fp32":
+    if target == "openvino" and precision == "fp16":
         raise CosaEdgeError("OpenVINO engines are built in fp32 or int8; use --precision fp32 or int8")
     if metadata.precision != "fp32":
         raise CosaEdgeError(f"{onnx_path} is already {metadata.precision}; build from the FP32 export")
