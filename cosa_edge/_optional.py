@@ -20,6 +20,8 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "onnxconverter_common": ("export", "FP16 conversion of ONNX models"),
     "onnxruntime": ("export", "the ONNX Runtime engine and INT8 quantization"),
     "openvino": ("openvino", "OpenVINO engines"),
+    "tritonclient": ("triton", "Triton Inference Server model repositories and clients"),
+    "google": ("triton", "Triton's model configuration schema (protobuf)"),
     "tensorrt": ("tensorrt", "TensorRT engines"),
     "pycuda": ("tensorrt", "TensorRT engines and the CUDA kernel"),
     "cupy": ("tensorrt", "the Python implementation of the TensorRT plugin (pip install cupy-cuda12x)"),

@@ -437,6 +437,41 @@ def _build_int8(onnx_model: Path, output: Path, target: str, check_data: str | N
             click.echo(f"  {name}: " + ", ".join(parts) + f" ({accuracy.lesion_images} images with a lesion)")
 
 
+@cli.command("export-triton")
+@click.argument("engine", type=click.Path(dir_okay=False))
+@click.option("--repo", required=True, type=click.Path(file_okay=False), help="The Triton model repository folder.")
+@click.option("--name", default="cosa_edge", show_default=True, help="The model's name in the repository.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Triton's max_batch_size; the dynamic batcher prefers the powers of two up to it.")
+@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Model instances (instance_group count) per device.")
+@click.option("--kind", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
+              help="Where the instances run (KIND_CPU or KIND_GPU); a TensorRT plan needs gpu.")
+@click.option("--tensorrt-accelerator", is_flag=True,
+              help="ONNX on GPUs: let ONNX Runtime hand the graph to TensorRT (FP16; INT8 for TensorRT's INT8 graph).")
+@click.option("--triton-trt-version", help="The TensorRT version of the Triton container that will serve a plan; "
+              "a plan built with another version is refused (a plan runs only on the TensorRT that built it).")
+@click.option("--overwrite", is_flag=True, help="Replace a model of the same name already in the repository.")
+@research_use
+def export_triton_command(engine: str, repo: str, name: str, max_batch: int, instances: int, kind: str,
+                          tensorrt_accelerator: bool, triton_trt_version: str | None, overwrite: bool) -> None:
+    """Write an engine into a Triton Inference Server model repository (config.pbtxt and version 1).
+
+    \b
+    ONNX engines (FP32, FP16, INT8) are served by Triton's onnxruntime backend, TensorRT plans by its
+    tensorrt backend. The configuration is Triton's own schema (tritonclient), with dynamic batching,
+    instance groups, a warm-up request and the cosa-edge metadata as parameters. Serve it with:
+      docker run --rm -p 8000:8000 -p 8001:8001 -p 8002:8002 -v $PWD/REPO:/models \\
+          nvcr.io/nvidia/tritonserver:<version>-py3 tritonserver --model-repository=/models
+    """
+    from .serve.triton_repo import export_triton
+
+    result = export_triton(Path(engine), Path(repo), name=name, max_batch=max_batch, instances=instances, kind=kind,
+                           overwrite=overwrite, triton_trt_version=triton_trt_version,
+                           tensorrt_accelerator=tensorrt_accelerator)
+    click.echo(f"wrote {result.config} and {result.model_file} (backend {result.backend})")
+
+
 @cli.command()
 @click.option("--video", "source", required=True,
               help="Video file (mp4, avi, mov...), an image, a folder of images, a DICOM file or series folder, a "

@@ -19,11 +19,14 @@ DEPLOY_MODULES = ["cosa_edge", "cosa_edge.cli", "cosa_edge.data", "cosa_edge.dat
                   "cosa_edge.report.roc", "cosa_edge.contract", "cosa_edge.engines", "cosa_edge.engines.build",
                   "cosa_edge.engines.compare", "cosa_edge.engines.fp16", "cosa_edge.stream.run",
                   "cosa_edge.stream.pipeline", "cosa_edge.bench.runner", "cosa_edge.bench.report", "cosa_edge.kernels.cuda",
-                  "cosa_edge.engines.onnxruntime_engine", "cosa_edge.engines.tensorrt_engine", "cosa_edge.backends"]
+                  "cosa_edge.engines.onnxruntime_engine", "cosa_edge.engines.tensorrt_engine", "cosa_edge.backends",
+                  "cosa_edge.engines.int8", "cosa_edge.engines.accuracy", "cosa_edge.engines.quantized_build",
+                  "cosa_edge.engines.openvino_engine", "cosa_edge.bench.accuracy", "cosa_edge.bench.flops",
+                  "cosa_edge.serve.triton_repo"]
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "cosa_edge"
 #: The runtime side: what an edge box runs. The contract module is shared by both sides, so it is held to the same rule.
-RUNTIME_SIDE = ["engines", "stream", "bench", "data", "contract.py"]
+RUNTIME_SIDE = ["engines", "stream", "bench", "data", "serve", "contract.py"]
 #: The training side, and cosa_edge.backends, which sits above both sides and reaches into export for .pt files.
 FORBIDDEN = ("cosa_edge.export", "cosa_edge.train", "cosa_edge.model", "cosa_edge.backends")
 #: Calls that import a module named by a string: a lazy import by another route.

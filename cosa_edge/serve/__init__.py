@@ -1,0 +1,1 @@
+"""Serving beyond one machine: a Triton Inference Server model repository (``triton_repo``)."""
