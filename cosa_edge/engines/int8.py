@@ -5,13 +5,14 @@ quantized graph is an ONNX model in QDQ form (QuantizeLinear/DequantizeLinear pa
 layers that run in 8 bits), which ONNX Runtime fuses into integer kernels, TensorRT builds as an
 explicitly quantized network, and OpenVINO reads as its own low-precision model.
 
-What runs in INT8 and what stays FP32 (measured on the 2-core AVX2 CPU, docs/deployment.md):
+What runs in INT8 and what stays FP32 (measured on a 2-core AMD EPYC with AVX-512 VNNI, docs/deployment.md;
+rerun scripts/int8_variants.py on an AVX2-only CPU, where the choices may differ):
 
 * INT8: the convolutions of the encoder and the decoder blocks, with the element-wise and
   layout operators between them (``Add``, ``Relu``, ``Concat``, ``Resize``, ``MaxPool``). With
   only ``Conv`` quantized, every residual ``Add`` and decoder ``Concat``/``Resize`` sat between a
-  DequantizeLinear and a QuantizeLinear and ran in FP32: 0.56x the FP32 time; quantizing them too
-  gave 0.45x.
+  DequantizeLinear and a QuantizeLinear and ran in FP32: 0.55x the FP32 time; quantizing them too
+  gave 0.46x (256 px).
 * FP32: the input's normalisation, the decoder's head (its logits are the mask's 0.5 threshold),
   the whole COSA module (its region maps are exact integer arithmetic, its attention works on
   8x8 features and costs little), every Softmax, the classifier and the out-of-distribution score:
@@ -61,9 +62,10 @@ DEFAULT_CALIBRATION_METHOD = "minmax"
 #: flipped; 400 left none (docs/deployment.md).
 DEFAULT_CALIBRATION_COUNT = 400
 #: The histogram calibrators (percentile, entropy) keep every image's activations in memory until the end
-#: (about 12 MB an image at 128 px, four times that at 256 px).
+#: (every intermediate tensor of every image: megabytes an image, four times as much at twice the size).
 HISTOGRAM_MAX_IMAGES = 100
-#: U8S8 with 7-bit weights: see the module's docstring and docs/deployment.md for the measurement.
+#: 7-bit weights (ONNX Runtime's reduce_range): off. On the CPU measured it cost accuracy (2 presence flips on
+#: BUSI fold 0) and gained no speed; on AVX2 without VNNI it is the remedy for saturation (docs/deployment.md).
 ORT_REDUCE_RANGE = False
 
 
