@@ -452,15 +452,20 @@ def _build_int8(onnx_model: Path, output: Path, target: str, check_data: str | N
 @click.option("--triton-trt-version", help="The TensorRT version of the Triton container that will serve a plan; "
               "a plan built with another version is refused (a plan runs only on the TensorRT that built it).")
 @click.option("--overwrite", is_flag=True, help="Replace a model of the same name already in the repository.")
+@click.option("--no-pipeline", is_flag=True, help="Only the model: no NAME_pipeline ensemble (raw frames in) and no "
+              "NAME_preprocess model (whose Python backend needs cosa-edge installed in the server).")
 @research_use
 def export_triton_command(engine: str, repo: str, name: str, max_batch: int, instances: int, kind: str,
-                          tensorrt_accelerator: bool, triton_trt_version: str | None, overwrite: bool) -> None:
+                          tensorrt_accelerator: bool, triton_trt_version: str | None, overwrite: bool,
+                          no_pipeline: bool) -> None:
     """Write an engine into a Triton Inference Server model repository (config.pbtxt and version 1).
 
     \b
     ONNX engines (FP32, FP16, INT8) are served by Triton's onnxruntime backend, TensorRT plans by its
     tensorrt backend. The configuration is Triton's own schema (tritonclient), with dynamic batching,
-    instance groups, a warm-up request and the cosa-edge metadata as parameters. Serve it with:
+    instance groups, a warm-up request and the cosa-edge metadata as parameters. Beside it, the
+    ensemble NAME_pipeline takes raw frames (UINT8 H x W x 1 grey or x 3 BGR, optional ROI) through
+    NAME_preprocess, cosa-edge's own preprocessing in Triton's Python backend. Serve it with:
       docker run --rm -p 8000:8000 -p 8001:8001 -p 8002:8002 -v $PWD/REPO:/models \\
           nvcr.io/nvidia/tritonserver:<version>-py3 tritonserver --model-repository=/models
     """
@@ -468,8 +473,10 @@ def export_triton_command(engine: str, repo: str, name: str, max_batch: int, ins
 
     result = export_triton(Path(engine), Path(repo), name=name, max_batch=max_batch, instances=instances, kind=kind,
                            overwrite=overwrite, triton_trt_version=triton_trt_version,
-                           tensorrt_accelerator=tensorrt_accelerator)
+                           tensorrt_accelerator=tensorrt_accelerator, pipeline=not no_pipeline)
     click.echo(f"wrote {result.config} and {result.model_file} (backend {result.backend})")
+    for folder in result.pipeline_dirs:
+        click.echo(f"wrote {folder}")
 
 
 @cli.command()

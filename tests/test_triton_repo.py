@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -65,7 +66,8 @@ def test_a_model_already_there_is_kept_unless_overwrite(exported_onnx: Path, tmp
     assert parse_config((repo / "cosa_edge" / "config.pbtxt").read_text()).max_batch_size == 4
     export_triton(exported_onnx, repo, max_batch=8, overwrite=True)
     assert parse_config((repo / "cosa_edge" / "config.pbtxt").read_text()).max_batch_size == 8
-    assert sorted(p.name for p in repo.iterdir()) == ["cosa_edge"]  # no staging folder left behind
+    # The three models and no staging folder left behind.
+    assert sorted(p.name for p in repo.iterdir()) == ["cosa_edge", "cosa_edge_pipeline", "cosa_edge_preprocess"]
 
 
 def _stand_in_plan(tmp_path: Path, exported_onnx: Path, tensorrt_version: str = "10.9.0") -> Path:
@@ -120,3 +122,86 @@ def test_the_command_line(exported_onnx: Path, tmp_path: Path) -> None:
     again = CliRunner().invoke(cli, ["export-triton", str(exported_onnx), "--repo", str(tmp_path / "repo"),
                                      "--name", "busi"])
     assert again.exit_code != 0 and "--overwrite" in again.output and "Traceback" not in again.output
+
+
+def test_the_pipeline_ensemble_takes_frames_through_cosa_edge_s_own_preprocessing(exported_onnx: Path,
+                                                                                 tmp_path: Path) -> None:
+    result = export_triton(exported_onnx, tmp_path / "repo", name="m")
+    preprocess_dir, pipeline_dir = result.pipeline_dirs
+    preprocess = parse_config((preprocess_dir / "config.pbtxt").read_text())
+    ensemble = parse_config((pipeline_dir / "config.pbtxt").read_text())
+    model = parse_config(result.config.read_text())
+    size = int(preprocess.parameters["input_size"].string_value)
+    assert (preprocess.name, preprocess.backend) == ("m_preprocess", "python") and size == model.input[0].dims[1]
+    assert [(i.name, list(i.dims), i.optional) for i in preprocess.input] == [("frame", [-1, -1, -1], False),
+                                                                              ("roi", [4], True)]
+    assert [(o.name, list(o.dims)) for o in preprocess.output] == [("image", [1, 1, size, size])]
+    # The ensemble: frame and ROI into the preprocessing model, its image into the model, the model's outputs out.
+    assert ensemble.platform == "ensemble" and ensemble.name == "m_pipeline"
+    first, second = ensemble.ensemble_scheduling.step
+    assert first.model_name == "m_preprocess" and dict(first.input_map) == {"frame": "frame", "roi": "roi"}
+    assert second.model_name == "m" and dict(second.input_map) == {"image": first.output_map["image"]}
+    assert set(second.output_map) == {o.name for o in model.output} == {o.name for o in ensemble.output}
+    # Full shapes (the ensemble does not batch): one frame's outputs, batch dimension 1 first.
+    assert {o.name: list(o.dims) for o in ensemble.output} == {o.name: [1, *o.dims] for o in model.output}
+    # The Python backend's model file imports cosa-edge's implementation; it copies none of it.
+    source = (preprocess_dir / "1" / "model.py").read_text()
+    assert "from cosa_edge.serve.triton_preprocess import TritonPythonModel" in source and "resize" not in source
+    assert (pipeline_dir / "1").is_dir()  # Triton wants a version folder for an ensemble too
+    bare = export_triton(exported_onnx, tmp_path / "bare", pipeline=False)
+    assert bare.pipeline_dirs == () and sorted(p.name for p in (tmp_path / "bare").iterdir()) == ["cosa_edge"]
+
+
+class _StandInBackendUtils:
+    """Stands in for triton_python_backend_utils, which only Triton's Python backend provides: tensors by name,
+    responses that hold output tensors or an error. The model under test is the real TritonPythonModel."""
+
+    class Tensor:
+        def __init__(self, name: str, value: np.ndarray) -> None:
+            self.name, self.value = name, value
+
+        def as_numpy(self) -> np.ndarray:
+            return self.value
+
+    class TritonError:
+        def __init__(self, message: str) -> None:
+            self.message = message
+
+    class InferenceResponse:
+        def __init__(self, output_tensors: list, error: object = None) -> None:
+            self.output_tensors, self.error = output_tensors, error
+
+    @staticmethod
+    def get_input_tensor_by_name(request: dict, name: str) -> object:
+        return request.get(name)
+
+
+def test_the_preprocessing_model_gives_the_engine_s_input_and_answers_a_bad_frame_with_an_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from cosa_edge.data import resize_grey
+    from cosa_edge.serve.triton_preprocess import TritonPythonModel
+
+    utils = _StandInBackendUtils
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", utils)
+    model = TritonPythonModel()
+    model.initialize({"model_config": json.dumps({"parameters": {"input_size": {"string_value": "64"}}})})
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    grey = rng.integers(0, 255, (90, 100, 1), dtype=np.uint8)
+    requests = [{"frame": utils.Tensor("frame", colour)},
+                {"frame": utils.Tensor("frame", colour), "roi": utils.Tensor("roi", np.array([10, 20, 100, 80], np.int32))},
+                {"frame": utils.Tensor("frame", grey)},
+                {"frame": utils.Tensor("frame", colour.astype(np.float32))},  # wrong type
+                {"frame": utils.Tensor("frame", colour), "roi": utils.Tensor("roi", np.array([0, 0, 0, 5], np.int32))}]
+    responses = model.execute(requests)
+    assert len(responses) == len(requests)
+    expected = [resize_grey(colour, 64), resize_grey(colour, 64, (10, 20, 100, 80)), resize_grey(grey[:, :, 0], 64)]
+    for response, want in zip(responses[:3], expected):
+        assert response.error is None and response.output_tensors[0].name == "image"
+        got = response.output_tensors[0].as_numpy()
+        assert got.shape == (1, 1, 64, 64) and got.dtype == np.float32
+        np.testing.assert_array_equal(got[0, 0], want.astype(np.float32))
+    assert "must be UINT8" in responses[3].error.message and responses[3].output_tensors == []
+    assert "positive width and height" in responses[4].error.message

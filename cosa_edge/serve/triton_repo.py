@@ -3,6 +3,8 @@
     REPO/NAME/config.pbtxt
     REPO/NAME/1/model.onnx     (backend onnxruntime: an ONNX Runtime engine, FP32, FP16 or INT8)
     REPO/NAME/1/model.plan     (backend tensorrt: a TensorRT engine)
+    REPO/NAME_preprocess/      (backend python: a raw frame -> the engine's input, serve/triton_preprocess.py)
+    REPO/NAME_pipeline/        (an ensemble of the two: clients send frames, not tensors)
 
 The configuration is built as Triton's own protobuf message (``tritonclient``'s ``model_config_pb2``)
 and written in protobuf's text format, so a field Triton does not know cannot be written. It holds
@@ -26,7 +28,7 @@ from .._optional import require
 from ..contract import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, OOD_OUTPUT, ModelMetadata
 from ..engines.artifact import read_verified_onnx
 from ..errors import CosaEdgeError
-from ..fileio import atomic_write_text
+from ..fileio import _umask, atomic_write_text
 
 #: Metadata left out of the parameters: long texts that the model file itself carries.
 _LONG_METADATA = ("model_card", "contract")
@@ -40,6 +42,7 @@ class TritonExport:
     config: Path
     model_file: Path
     backend: str
+    pipeline_dirs: tuple[Path, ...] = ()  # NAME_preprocess and NAME_pipeline, where written
 
 
 def _metadata_and_backend(engine: Path, triton_trt_version: str | None) -> tuple[ModelMetadata, str, bytes]:
@@ -121,6 +124,56 @@ def model_config(metadata: ModelMetadata, name: str, backend: str, max_batch: in
     return config
 
 
+def preprocess_config(metadata: ModelMetadata, name: str, instances: int):  # noqa: ANN201
+    """The Python-backend model that turns a raw frame into the engine's input (serve/triton_preprocess.py)."""
+    mc = require("tritonclient.grpc.model_config_pb2")
+    from .triton_preprocess import FRAME_INPUT, ROI_INPUT
+
+    size = metadata.input_size
+    config = mc.ModelConfig(name=f"{name}_preprocess", backend="python", max_batch_size=0)
+    config.input.append(mc.ModelInput(name=FRAME_INPUT, data_type=mc.DataType.Value("TYPE_UINT8"), dims=[-1, -1, -1]))
+    config.input.append(mc.ModelInput(name=ROI_INPUT, data_type=mc.DataType.Value("TYPE_INT32"), dims=[4],
+                                      optional=True))
+    config.output.append(mc.ModelOutput(name=INPUT_NAME, data_type=mc.DataType.Value("TYPE_FP32"),
+                                        dims=[1, 1, size, size]))
+    group = config.instance_group.add()
+    group.count, group.kind = instances, mc.ModelInstanceGroup.Kind.Value("KIND_CPU")
+    config.parameters["input_size"].string_value = str(size)
+    return config
+
+
+def ensemble_config(metadata: ModelMetadata, name: str):  # noqa: ANN201
+    """``NAME_pipeline``: a raw frame (and an optional ROI) in, the engine's outputs out."""
+    mc = require("tritonclient.grpc.model_config_pb2")
+    from .triton_preprocess import FRAME_INPUT, ROI_INPUT
+
+    size = metadata.input_size
+    fp32 = mc.DataType.Value("TYPE_FP32")
+    shapes = {LESION_OUTPUT: [1, 1, size, size], CLASS_OUTPUT: [1, len(metadata.class_names)], OOD_OUTPUT: [1, 1]}
+    config = mc.ModelConfig(name=f"{name}_pipeline", platform="ensemble", max_batch_size=0)
+    config.input.append(mc.ModelInput(name=FRAME_INPUT, data_type=mc.DataType.Value("TYPE_UINT8"), dims=[-1, -1, -1]))
+    config.input.append(mc.ModelInput(name=ROI_INPUT, data_type=mc.DataType.Value("TYPE_INT32"), dims=[4],
+                                      optional=True))
+    for output in metadata.outputs:
+        config.output.append(mc.ModelOutput(name=output, data_type=fp32, dims=shapes[output]))
+    prepare = config.ensemble_scheduling.step.add(model_name=f"{name}_preprocess", model_version=-1)
+    prepare.input_map[FRAME_INPUT] = FRAME_INPUT
+    prepare.input_map[ROI_INPUT] = ROI_INPUT
+    prepare.output_map[INPUT_NAME] = "prepared_image"
+    infer = config.ensemble_scheduling.step.add(model_name=name, model_version=-1)
+    infer.input_map[INPUT_NAME] = "prepared_image"
+    for output in metadata.outputs:
+        infer.output_map[output] = output
+    return config
+
+
+#: The Python backend's model file: the implementation is cosa-edge's own, imported, never copied.
+PREPROCESS_MODEL_PY = (
+    '"""Triton Python backend: cosa-edge\'s preprocessing (cosa_edge/serve/triton_preprocess.py); needs cosa-edge '
+    'installed in the server\'s Python."""\n'
+    "from cosa_edge.serve.triton_preprocess import TritonPythonModel  # noqa: F401\n")
+
+
 def config_text(config) -> str:  # noqa: ANN001
     text_format = require("google.protobuf.text_format")
     return text_format.MessageToString(config)
@@ -138,11 +191,12 @@ def parse_config(text: str):  # noqa: ANN201
 
 def export_triton(engine: Path, repo: Path, name: str = "cosa_edge", max_batch: int = 8, instances: int = 1,
                   kind: str = "cpu", overwrite: bool = False, triton_trt_version: str | None = None,
-                  tensorrt_accelerator: bool = False) -> TritonExport:
-    """Write ``engine`` as model ``name`` (version 1) into the model repository ``repo``.
+                  tensorrt_accelerator: bool = False, pipeline: bool = True) -> TritonExport:
+    """Write ``engine`` as model ``name`` (version 1) into the model repository ``repo``, and with ``pipeline``
+    the ensemble ``NAME_pipeline`` (raw frames in) with its preprocessing model ``NAME_preprocess``.
 
-    The model's folder is written beside its place and renamed into it at the end: an interrupted export
-    leaves the repository as it was.
+    Each model's folder is written beside its place and renamed into it at the end: an interrupted export
+    leaves the repository's models as they were.
     """
     engine, repo = Path(engine), Path(repo)
     if not name or "/" in name or name.startswith("."):
@@ -151,27 +205,50 @@ def export_triton(engine: Path, repo: Path, name: str = "cosa_edge", max_batch: 
     config = model_config(metadata, name, backend, max_batch, instances, kind, tensorrt_accelerator)
     text = config_text(config)
     parse_config(text)  # what is written must read back with Triton's schema
-    target = repo / name
-    if target.exists() and any(target.iterdir()) and not overwrite:
-        raise CosaEdgeError(f"{target} already holds a model; give --overwrite to replace it, or another --name")
-    repo.mkdir(parents=True, exist_ok=True)
     model_name = "model.onnx" if backend == "onnxruntime" else "model.plan"
-    staging = Path(tempfile.mkdtemp(dir=repo, prefix=f".{name}."))
-    try:
-        (staging / "1").mkdir()
-        (staging / "1" / model_name).write_bytes(data)
-        atomic_write_text(staging / "config.pbtxt", text)
+    folders: dict[str, dict[str, bytes | str]] = {name: {"config.pbtxt": text, f"1/{model_name}": data,
         # Provenance beside the model (Triton ignores other files): which engine, and its hash.
-        atomic_write_text(staging / "cosa_edge.json", json.dumps(
-            {"engine": engine.name, "backend": backend, "precision": metadata.precision,
-             "graph_sha256": metadata.graph_sha256, "intended_use": metadata.intended_use}, indent=2))
+        "cosa_edge.json": json.dumps({"engine": engine.name, "backend": backend, "precision": metadata.precision,
+                                      "graph_sha256": metadata.graph_sha256,
+                                      "intended_use": metadata.intended_use}, indent=2)}}
+    if pipeline:
+        for config, files in ((preprocess_config(metadata, name, instances), {"1/model.py": PREPROCESS_MODEL_PY}),
+                              (ensemble_config(metadata, name), {"1/.keep": ""})):
+            config_file = config_text(config)
+            parse_config(config_file)
+            folders[config.name] = {"config.pbtxt": config_file, **files}
+    taken = [folder for folder in folders if (repo / folder).exists() and any((repo / folder).iterdir())]
+    if taken and not overwrite:
+        raise CosaEdgeError(f"{repo / taken[0]} already holds a model; give --overwrite to replace it, or another --name")
+    repo.mkdir(parents=True, exist_ok=True)
+    for folder, files in folders.items():
+        _write_model_folder(repo, folder, files)
+    target = repo / name
+    return TritonExport(target, target / "config.pbtxt", target / "1" / model_name, backend,
+                        tuple(repo / folder for folder in folders if folder != name))
+
+
+def _write_model_folder(repo: Path, folder: str, files: dict[str, bytes | str]) -> None:
+    """Write one model's folder beside its place and rename it in: an interrupted export leaves the old one."""
+    target = repo / folder
+    staging = Path(tempfile.mkdtemp(dir=repo, prefix=f".{folder}."))
+    try:
+        for relative, content in files.items():
+            path = staging / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                atomic_write_text(path, content)
+        for path in (staging, *staging.rglob("*")):  # mkdtemp makes 0700: the server may run as another user
+            if path.is_dir():
+                path.chmod(0o777 & ~_umask())
         if target.exists():
-            old = Path(tempfile.mkdtemp(dir=repo, prefix=f".{name}.old."))
-            os.replace(target, old / name)
+            old = Path(tempfile.mkdtemp(dir=repo, prefix=f".{folder}.old."))
+            os.replace(target, old / folder)
             os.replace(staging, target)
             shutil.rmtree(old)
         else:
             os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return TritonExport(target, target / "config.pbtxt", target / "1" / model_name, backend)
