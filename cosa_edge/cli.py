@@ -327,8 +327,8 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     precision = precision or ("fp16" if target == "tensorrt" else "fp32")
     batch_range = BatchRange.parse(batch)
     cache = Path(timing_cache) if timing_cache else None
-    source_precision = read_onnx_metadata(Path(onnx_model)).precision
-    if precision == "int8" and source_precision == "fp32":
+    source = read_onnx_metadata(Path(onnx_model))
+    if precision == "int8" and source.precision == "fp32":
         _build_int8(Path(onnx_model), Path(output), target, check_data, calib_data, calib_count, calib_method, split,
                     accept_accuracy_loss, batch_range, workspace, cache)
         return
@@ -337,7 +337,7 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     check_data = check_data or "phantom:8"
     samples = None  # read before the build: a mistyped --check-data should not cost a build
     if check_data != "none" and precision != "int8":  # an INT8 QDQ source was checked when it was written
-        samples = load_dataset(check_data, progress=False, phantom_size=read_onnx_metadata(Path(onnx_model)).input_size)
+        samples = load_dataset(check_data, progress=False, phantom_size=source.input_size)
     result = build_engine(Path(onnx_model), Path(output), target=target, precision=precision, batch=batch_range,
                           workspace_gib=workspace, timing_cache=cache)
     for note in result.notes:

@@ -52,11 +52,11 @@ def model_gflop(engines: list[Engine]) -> dict[int, float | None]:
     """Each engine's GFLOP per image, counted from its own ONNX file, else from one of the same model measured
     alongside (a TensorRT plan or an OpenVINO model holds no ONNX graph to count)."""
     counted: dict[tuple[str, str, int], float] = {}
-    for engine in engines:
-        if Path(engine.path).suffix.lower() == ".onnx":
+    for engine in engines:  # counted once a model: the count runs the graph
+        if Path(engine.path).suffix.lower() == ".onnx" and _model_key(engine) not in counted:
             value = gflop_per_image(Path(engine.path))
             if value is not None:
-                counted.setdefault(_model_key(engine), value)
+                counted[_model_key(engine)] = value
     return {id(e): counted.get(_model_key(e)) for e in engines}
 
 

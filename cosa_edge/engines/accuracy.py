@@ -18,12 +18,11 @@ import cv2
 import numpy as np
 
 from .. import BENIGN, MALIGNANT
-from ..contract import CLASS_OUTPUT, LESION_OUTPUT
 from ..data import Sample
 from ..metrics import auc, roc_curve, segmentation_metrics_one
 from ..presence import DEFAULT_MIN_LESION_SHARE, lesion_present, lesion_share
 from .base import Engine
-from .compare import frames_of
+from .compare import EngineOutputs, frames_of, run_frames
 
 #: The build-time gate of an INT8 engine against its FP32 model (docs/deployment.md): at most this share of the
 #: check images may change class, lesion presence, or (on its own) go from malignant to benign.
@@ -34,24 +33,9 @@ MAX_PRESENCE_FLIP_SHARE = 0.01
 MIN_MASK_DICE_AGREEMENT = 0.95
 
 
-@dataclass(frozen=True)
-class EngineOutputs:
-    """One engine's answers on a list of samples, at the model's resolution."""
-
-    lesion: np.ndarray | None  # float32 (N, S, S) lesion probability
-    classes: np.ndarray | None  # float32 (N, 2) class probabilities
-
-
 def run_engine(engine: Engine, samples: list[Sample], batch_size: int = 8) -> EngineOutputs:
-    frames = frames_of(samples, engine.input_size)
-    lesion, classes = [], []
-    for start in range(0, len(frames), batch_size):
-        outputs = engine.infer(frames[start:start + batch_size])
-        if LESION_OUTPUT in outputs:
-            lesion.append(outputs[LESION_OUTPUT][:, 0])
-        if CLASS_OUTPUT in outputs:
-            classes.append(outputs[CLASS_OUTPUT])
-    return EngineOutputs(np.concatenate(lesion) if lesion else None, np.concatenate(classes) if classes else None)
+    """``engine``'s answers on ``samples``, resized by the one preprocessing function."""
+    return run_frames(engine, frames_of(samples, engine.input_size), batch_size)
 
 
 @dataclass(frozen=True)

@@ -38,29 +38,42 @@ def frames_of(samples: list[Sample], size: int) -> np.ndarray:
     return stack_frames([resize_grey(s.image, size) for s in samples])
 
 
+@dataclass(frozen=True)
+class EngineOutputs:
+    """One engine's answers on a batch of frames, at the model's resolution (None: the engine has no such output)."""
+
+    lesion: np.ndarray | None  # float32 (N, S, S) lesion probability
+    classes: np.ndarray | None  # float32 (N, 2) class probabilities
+
+
+def run_frames(engine: Engine, frames: np.ndarray, batch_size: int = 8) -> EngineOutputs:
+    """Run ``engine`` over ``frames`` in batches and gather its lesion and class outputs."""
+    lesion, classes = [], []
+    for start in range(0, len(frames), batch_size):
+        outputs = engine.infer(frames[start:start + batch_size])
+        if LESION_OUTPUT in outputs:
+            lesion.append(outputs[LESION_OUTPUT][:, 0])
+        if CLASS_OUTPUT in outputs:
+            classes.append(outputs[CLASS_OUTPUT])
+    return EngineOutputs(np.concatenate(lesion) if lesion else None, np.concatenate(classes) if classes else None)
+
+
 def compare_engines(reference: Engine, candidate: Engine, frames: np.ndarray, batch_size: int = 8) -> Agreement:
     """Run both engines on the same frames and measure how far apart they are."""
-    max_diff, equal_pixels, pixels, intersection, mask_sum, same, count = 0.0, 0, 0, 0, 0, 0, 0
-    for start in range(0, len(frames), batch_size):
-        batch = frames[start:start + batch_size]
-        a, b = reference.infer(batch), candidate.infer(batch)
-        if CLASS_OUTPUT in a:
-            max_diff = max(max_diff, float(np.abs(a[CLASS_OUTPUT] - b[CLASS_OUTPUT]).max()))
-            same += int((a[CLASS_OUTPUT].argmax(1) == b[CLASS_OUTPUT].argmax(1)).sum())
-        else:
-            same += len(batch)
-        if LESION_OUTPUT in a:
-            max_diff = max(max_diff, float(np.abs(a[LESION_OUTPUT] - b[LESION_OUTPUT]).max()))
-            mask_a, mask_b = a[LESION_OUTPUT] > 0.5, b[LESION_OUTPUT] > 0.5
-            equal_pixels += int((mask_a == mask_b).sum())
-            pixels += mask_a.size
-            intersection += int((mask_a & mask_b).sum())
-            mask_sum += int(mask_a.sum() + mask_b.sum())
-        count += len(batch)
-    return Agreement(images=count, max_probability_difference=max_diff,
-                     mask_agreement=equal_pixels / pixels if pixels else 1.0,
-                     mask_dice_agreement=2 * intersection / mask_sum if mask_sum else 1.0,
-                     same_class=same / count if count else 1.0)
+    a, b = run_frames(reference, frames, batch_size), run_frames(candidate, frames, batch_size)
+    count, max_diff, same = len(frames), 0.0, len(frames)
+    mask_agreement = dice_agreement = 1.0
+    if a.classes is not None and b.classes is not None:
+        max_diff = float(np.abs(a.classes - b.classes).max()) if count else 0.0
+        same = int((a.classes.argmax(1) == b.classes.argmax(1)).sum())
+    if a.lesion is not None and b.lesion is not None:
+        max_diff = max(max_diff, float(np.abs(a.lesion - b.lesion).max()) if count else 0.0)
+        mask_a, mask_b = a.lesion > 0.5, b.lesion > 0.5
+        mask_agreement = float((mask_a == mask_b).mean()) if mask_a.size else 1.0
+        total = int(mask_a.sum() + mask_b.sum())
+        dice_agreement = 2 * int((mask_a & mask_b).sum()) / total if total else 1.0
+    return Agreement(images=count, max_probability_difference=max_diff, mask_agreement=mask_agreement,
+                     mask_dice_agreement=dice_agreement, same_class=same / count if count else 1.0)
 
 
 def check_fp16_fidelity(fp32_engine: Engine, fp16_engine: Engine, samples: list[Sample]) -> Agreement:

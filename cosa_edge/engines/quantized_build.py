@@ -82,6 +82,8 @@ def build_int8(onnx_path: Path, output: Path, target: str, calibration: Calibrat
         raise CosaEdgeError(f"an INT8 {target} engine is a {suffix} file; name the output {output.with_suffix(suffix)}")
     _check_held_out(calibration, check)
     scheme = SCHEMES["tensorrt" if target == "tensorrt" else "onnxruntime"]
+    if target == "openvino":
+        from .openvino_engine import build_openvino
     notes: list[str] = []
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.stem}.") as tmp:
@@ -94,8 +96,6 @@ def build_int8(onnx_path: Path, output: Path, target: str, calibration: Calibrat
         quantized = quantize_int8(source, qdq, calibration, scheme, method)
         candidate_path = qdq
         if target == "openvino":  # check the engine that will run: OpenVINO's reading of the QDQ graph
-            from .openvino_engine import build_openvino
-
             candidate_path = Path(tmp) / "int8.xml"
             build_openvino(qdq, candidate_path, quantized, "int8")
         from . import open_engine
@@ -117,8 +117,6 @@ def build_int8(onnx_path: Path, output: Path, target: str, calibration: Calibrat
             checked = Path(tmp) / "checked.onnx"
             checked_metadata = write_model_with_metadata(model, final, checked)
             if target == "openvino":
-                from .openvino_engine import build_openvino
-
                 details = build_openvino(checked, output, checked_metadata, "int8")
                 result = BuildResult(output, target, "int8", details, tuple(notes))
             else:
