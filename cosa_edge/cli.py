@@ -368,6 +368,15 @@ def remove_engine_files(output: Path) -> list[Path]:
     return removed
 
 
+def data_spec_name(spec: str) -> str:
+    """A data spec as an engine's metadata records it: its kind and the folder's own name, not the path above it
+    (a folder of one patient's images can sit in a folder named after the patient)."""
+    kind, sep, argument = spec.partition(":")
+    if not sep or kind.strip().lower() == "phantom" or not argument:
+        return spec
+    return f"{kind}:{Path(argument).name}"
+
+
 def _parse_split(text: str) -> tuple[Path, int]:
     path, _, index = text.rpartition(":")
     if not path or not index.isdigit():
@@ -402,21 +411,21 @@ def _build_int8(onnx_model: Path, output: Path, target: str, check_data: str | N
         everything = load_dataset(calib_data, progress=False, phantom_size=size,
                                   include_normal=calib_data.startswith("busi:"))
         pool = fold_part(everything, folds[0], folds[1], "train") if folds else everything
-        calibration = calibration_from_samples(pool, size, calib_count, calib_data)
+        calibration = calibration_from_samples(pool, size, calib_count, data_spec_name(calib_data))
     if check_data:
         check = load_dataset(check_data, progress=False, phantom_size=size,
                              include_normal=check_data.startswith("busi:"))
-        check_source = check_data
+        check_source = data_spec_name(check_data)
         if folds:
             check = fold_part(check, folds[0], folds[1], "test")
-            check_source = f"{check_data}, test images of fold {folds[1]} of {folds[0].name}"
+            check_source = f"{data_spec_name(check_data)}, test images of fold {folds[1]} of {folds[0].name}"
     elif folds:
         check = fold_part(everything, folds[0], folds[1], "test")
-        check_source = f"{calib_data}, test images of fold {folds[1]} of {folds[0].name}"
+        check_source = f"{data_spec_name(calib_data)}, test images of fold {folds[1]} of {folds[0].name}"
     else:
         drawn = set(calibration.names)
         check = [s for s in pool if s.name not in drawn]
-        check_source = f"{calib_data}, the images not drawn for calibration"
+        check_source = f"{data_spec_name(calib_data)}, the images not drawn for calibration"
         click.echo("note: checking on the calibration data's other images; if the model was trained on them, give "
                    "--check-data or --split with held-out images", err=True)
     result, fidelity = build_int8(onnx_model, output, target, calibration, check, check_source, calib_method,

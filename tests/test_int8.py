@@ -221,3 +221,11 @@ def test_a_split_calibrates_on_training_images_and_checks_on_test_images(exporte
                                      "--precision", "int8", "--target", "onnxruntime", "--calib-data", "phantom:40",
                                      "--split", f"{folds}:3"])
     assert wrong.exit_code != 0 and "has no fold 3" in wrong.output
+
+
+def test_an_engine_records_its_data_sets_by_name_not_by_path() -> None:
+    from cosa_edge.cli import data_spec_name
+
+    assert data_spec_name("folder:/exports/Doe^Jane/lesions") == "folder:lesions"  # no folder above the data set's
+    assert data_spec_name("busi:../shared/data/busi") == "busi:busi"
+    assert data_spec_name("phantom:40") == "phantom:40"
