@@ -489,12 +489,65 @@ def export_triton_command(engine: str, repo: str, name: str, max_batch: int, ins
 
 
 @cli.command()
+@click.option("--engine", "engine_path", required=True, type=click.Path(dir_okay=False),
+              help="An ONNX engine (.onnx: FP32, FP16 or INT8) to serve.")
+@click.option("--name", default="cosa_edge", show_default=True, help="The model's name, as export-triton writes it.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; any but loopback needs --tls-cert/--tls-key or --insecure.")
+@click.option("--http-port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--grpc-port", type=click.IntRange(1, 65535), default=8001, show_default=True)
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=8002, show_default=True,
+              help="Prometheus metrics at http://HOST:PORT/metrics.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="The dynamic batcher merges concurrent requests into batches of up to this many frames.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the engine.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate: gRPC over TLS.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key of --tls-cert.")
+@click.option("--insecure", is_flag=True, help="Allow a network --host without TLS (frames travel in clear).")
+@click.option("--drain-timeout", type=click.IntRange(1, 60), default=3, show_default=True,
+              help="Seconds Triton waits for in-flight requests when stopped (Ctrl-C, SIGTERM).")
+@click.option("--server-log", type=click.Path(dir_okay=False), help="Write Triton's own log to this file.")
+@click.option("--server-env", type=click.Path(file_okay=False),
+              help="The server's Python environment (made there if missing). Default: $COSA_EDGE_SERVER_ENV, else "
+              "~/.cache/cosa-edge/triton-server-pyX.Y.")
+@research_use
+def serve(engine_path: str, name: str, host: str, http_port: int, grpc_port: int, metrics_port: int, max_batch: int,
+          threads: int | None, tls_cert: str | None, tls_key: str | None, insecure: bool, drain_timeout: int,
+          server_log: str | None, server_env: str | None) -> None:
+    """Serve an engine on a real Triton Inference Server on this machine (PyTriton), until Ctrl-C.
+
+    \b
+    The model has the name, tensors (image in; lesion_probability, class_probabilities out), dynamic
+    batching and metadata parameters that export-triton writes, over gRPC and HTTP, with Prometheus
+    metrics. Clients: `cosa-edge infer --server HOST:PORT`, `cosa-edge bench --server HOST:PORT`.
+    PyTriton needs numpy < 2, so the server runs in its own Python environment, made on first use
+    (about a minute, from PyPI) and reused. Its Triton has only the Python backend: the engine runs
+    in ONNX Runtime in the server's Python process, not in Triton's onnxruntime or tensorrt backends,
+    so its speed describes this server, not a production one (docs/serving.md).
+    """
+    from .serve.local_server import ServeOptions, exec_server
+
+    options = ServeOptions(engine=Path(engine_path), name=name, host=host, http_port=http_port, grpc_port=grpc_port,
+                           metrics_port=metrics_port, max_batch=max_batch, threads=threads,
+                           tls_cert=Path(tls_cert) if tls_cert else None, tls_key=Path(tls_key) if tls_key else None,
+                           insecure=insecure, drain_timeout=drain_timeout,
+                           log_file=Path(server_log) if server_log else None)
+    exec_server(options, Path(server_env) if server_env else None, notify=lambda line: click.echo(line, err=True))
+
+
+@cli.command()
 @click.option("--video", "source", required=True,
               help="Video file (mp4, avi, mov...), an image, a folder of images, a DICOM file or series folder, a "
               "camera index (0) or a stream URL.")
-@click.option("--engine", "engine_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--engine", "engine_path", type=click.Path(dir_okay=False),
               help="An engine: .onnx (ONNX Runtime), .engine (TensorRT) or .pt (PyTorch).")
 @click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt", "torch"]), help="Override the runtime.")
+@click.option("--server", help="Instead of --engine: HOST:PORT of a Triton server's gRPC endpoint serving the model "
+              "(`cosa-edge serve`, or an export-triton repository); its rules come from the model's parameters.")
+@click.option("--model", "model_name", default="cosa_edge", show_default=True, help="The model's name on --server.")
+@click.option("--in-flight", type=click.IntRange(min=1), default=8, show_default=True,
+              help="With --server: frames sent at once, so that round trips do not set the pace.")
+@click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM certificate authority of a TLS server.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Annotated video (or image, for an image source).")
 @click.option("--results", type=click.Path(dir_okay=False), help="JSONL file, one record per frame.")
 @click.option("--roi", help="x,y,w,h: analyse only this part of the frame (crops a scanner's text and rulers); "
@@ -518,7 +571,8 @@ def export_triton_command(engine: str, repo: str, name: str, max_batch: int, ins
               help="Exponential smoothing of the class probability over frames (1 = off; 0.3 steadies the label).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the engine.")
 @research_use
-def infer(source: str, engine_path: str, backend: str | None, out: str | None, results: str | None, roi: str | None,
+def infer(source: str, engine_path: str | None, backend: str | None, server: str | None, model_name: str,
+          in_flight: int, tls_ca: str | None, out: str | None, results: str | None, roi: str | None,
           region: int | None, pixel_spacing: str | None, keep_outside_roi: bool, dicom_seg: str | None,
           dicom_sr: str | None, batch_size: int, realtime: bool, smooth: float, threads: int | None) -> None:
     """Run an engine over ultrasound video, images or DICOM; write an annotated video and per-frame JSONL.
@@ -527,6 +581,9 @@ def infer(source: str, engine_path: str, backend: str | None, out: str | None, r
     read, at the file's own frame rate, with the scanner's 2D tissue region and its millimetre calibration
     (install the dicom extra). Each frame record names its region of interest, its instance (DICOM) and the
     lesion's area and long and short axes in mm where the source is calibrated (null otherwise).
+
+    With --server, a Triton server runs the model (`cosa-edge serve` or NVIDIA's container); frames are
+    prepared here and sent --in-flight at a time, and the outputs are the same as a local engine's.
 
     The engine's hash is checked on load. The JSONL starts with a header record (engine name and hash,
     model, thresholds, source file name, start time; no folder names, no patient attributes) and every frame
@@ -539,8 +596,17 @@ def infer(source: str, engine_path: str, backend: str | None, out: str | None, r
 
     if out is None and results is None and dicom_seg is None and dicom_sr is None:
         raise CosaEdgeError("nothing to write: give --out (annotated video), --results (JSONL), --dicom-seg or --dicom-sr")
-    runtime = backend or backend_for(Path(engine_path))
-    with open_engine(engine_path, backend=runtime, **_runtime_options(runtime, threads)) as engine:
+    if (engine_path is None) == (server is None):
+        raise CosaEdgeError("give --engine (a local engine) or --server (a Triton server), one of the two")
+    if server:
+        from .serve.client import TritonServerEngine
+
+        opened = TritonServerEngine(server, model_name, Path(tls_ca) if tls_ca else None)
+        batch_size = max(batch_size, in_flight)
+    else:
+        runtime = backend or backend_for(Path(engine_path))
+        opened = open_engine(engine_path, backend=runtime, **_runtime_options(runtime, threads))
+    with opened as engine:
         stats = infer_source(source, engine, Path(out) if out else None, Path(results) if results else None,
                              batch_size=batch_size, roi=parse_roi(roi), realtime=realtime, smoothing=smooth,
                              region=region, pixel_spacing_mm=parse_pixel_spacing(pixel_spacing),
@@ -560,8 +626,15 @@ def infer(source: str, engine_path: str, backend: str | None, out: str | None, r
 
 
 @cli.command()
-@click.option("--engine", "engines", multiple=True, required=True, type=click.Path(dir_okay=False),
-              help="Engine to measure; repeat to compare several in one run.")
+@click.option("--engine", "engines", multiple=True, type=click.Path(dir_okay=False),
+              help="Engine to measure; repeat to compare several in one run. With --server: the served engine, "
+              "measured locally too, for comparison.")
+@click.option("--server", help="Load-test a Triton server instead (HOST:PORT, its gRPC endpoint): throughput and "
+              "latency percentiles at each --concurrency, every request counted as answered or failed.")
+@click.option("--model", "model_name", default="cosa_edge", show_default=True, help="The model's name on --server.")
+@click.option("--concurrency", default="1,4,16", show_default=True,
+              help="With --server: comma-separated numbers of requests kept in flight.")
+@click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM certificate authority of a TLS server.")
 @click.option("--baseline", type=click.Path(dir_okay=False),
               help="Checkpoint (.pt) measured as PyTorch eager FP32; ratios are against it.")
 @click.option("--report", "report_dir", required=True, type=click.Path(file_okay=False), help="Folder for the report.")
@@ -577,7 +650,8 @@ def infer(source: str, engine_path: str, backend: str | None, out: str | None, r
               "accuracy, AUC, and agreement with the first FP32 engine (class flips, malignant to benign apart).")
 @click.option("--split", help="FOLDS.json:K: score only the test images of fold K of a `cosa-edge cv` folds file "
               "(images held out from that fold's training).")
-def bench(engines: tuple[str, ...], baseline: str | None, report_dir: str, batches: str, warmup: int, iterations: int,
+def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurrency: str, tls_ca: str | None,
+          baseline: str | None, report_dir: str, batches: str, warmup: int, iterations: int,
           duration: float | None, video: str | None, threads: int | None, rounds: int, check_data: str | None,
           split: str | None) -> None:
     """Latency of engines side by side: percentiles, stages, throughput, ratios, and a report folder.
@@ -601,6 +675,16 @@ def bench(engines: tuple[str, ...], baseline: str | None, report_dir: str, batch
 
     if split and not check_data:
         raise CosaEdgeError("--split chooses images of --check-data; give --check-data too")
+    if server:
+        if baseline or video or check_data:
+            raise CosaEdgeError("--server load-tests a server; --baseline, --video and --check-data are for local engines")
+        if len(engines) > 1:
+            raise CosaEdgeError("with --server, --engine names the one served engine (measured locally for comparison)")
+        _bench_server(server, model_name, concurrency, Path(tls_ca) if tls_ca else None, engines[0] if engines else None,
+                      Path(report_dir), duration or 10.0, warmup, iterations, threads)
+        return
+    if not engines:
+        raise CosaEdgeError("give --engine (one or more engines to measure) or --server (a Triton server to load-test)")
 
     try:
         batch_sizes = sorted({int(b) for b in batches.split(",")})
@@ -635,6 +719,39 @@ def bench(engines: tuple[str, ...], baseline: str | None, report_dir: str, batch
     files = write_report(results, Path(report_dir), system_info(), pipeline, method=method,
                          baseline_name=Path(baseline).name + " (PyTorch eager FP32)" if baseline else Path(results[0].engine).name)
     click.echo((Path(report_dir) / "report.md").read_text().split("![latency]")[0])
+    click.echo("wrote " + ", ".join(str(f) for f in files))
+
+
+def _bench_server(server: str, model_name: str, concurrency: str, tls_ca: Path | None, engine_path: str | None,
+                  report_dir: Path, duration: float, warmup: int, iterations: int, threads: int | None) -> None:
+    """`bench --server`: the load test (bench/load.py), beside the served engine measured locally."""
+    from .backends import backend_for, open_engine
+    from .bench.load import WARMUP_S, load_test, parse_concurrency
+    from .bench.load_report import write_load_report
+    from .bench.runner import bench_engines, bench_frames
+    from .bench.system import system_info
+    from .contract import stack_frames
+    from .data import resize_grey
+    from .serve.client import TritonServerEngine
+
+    levels = parse_concurrency(concurrency)
+    with TritonServerEngine(server, model_name, tls_ca) as remote:
+        frames = stack_frames([resize_grey(f, remote.input_size) for f in bench_frames(16)])
+        load = load_test(remote, frames, levels, duration_s=duration)
+        described = {"address": remote.address, "model": remote.model, "description": remote.describe(),
+                     "max_batch_size": remote.max_batch_size}
+    local = []
+    if engine_path:  # after the load: the server is idle while the engine runs alone
+        runtime = backend_for(Path(engine_path))
+        with open_engine(engine_path, **_runtime_options(runtime, threads)) as engine:
+            if engine.metadata.graph_sha256 != remote.metadata.graph_sha256:
+                raise CosaEdgeError(f"{Path(engine_path).name} is not the engine the server serves (their graph hashes "
+                                    "differ); give the served engine, or leave out --engine")
+            local = bench_engines([engine], sorted({1, max(1, remote.max_batch_size)}), warmup, iterations)
+    method = {"duration": duration, "warmup": WARMUP_S, "concurrency": levels, "closed_loop": True,
+              "frames_per_request": 1, "local_engine": {"warmup": warmup, "iterations": iterations} if local else None}
+    files = write_load_report(load, local, report_dir, described, system_info(), method)
+    click.echo((report_dir / "report.md").read_text().split("![throughput]")[0])
     click.echo("wrote " + ", ".join(str(f) for f in files))
 
 

@@ -79,6 +79,26 @@ def _metadata_and_backend(engine: Path, triton_trt_version: str | None) -> tuple
                         "an OpenVINO or PyTorch model is not exported here")
 
 
+def output_dims(metadata: ModelMetadata) -> dict[str, list[int]]:
+    """Each output's dims without the batch dimension, in the engine's order (the engine contract)."""
+    size = metadata.input_size
+    shapes = {LESION_OUTPUT: [1, size, size], CLASS_OUTPUT: [len(metadata.class_names)], OOD_OUTPUT: [1]}
+    unknown = [o for o in metadata.outputs if o not in shapes]
+    if unknown:
+        raise CosaEdgeError(f"the engine names outputs cosa-edge does not know ({', '.join(unknown)}); export it again")
+    return {output: shapes[output] for output in metadata.outputs}
+
+
+def preferred_batch_sizes(max_batch: int) -> list[int]:
+    """The batch sizes the dynamic batcher prefers: powers of two below the maximum, and the maximum."""
+    return sorted({b for b in (2, 4, 8, 16, 32) if b < max_batch} | {max_batch})
+
+
+def metadata_parameters(metadata: ModelMetadata) -> dict[str, str]:
+    """The cosa-edge metadata as a model's string parameters (clients read the model's rules from them)."""
+    return {key: value for key, value in metadata.to_props().items() if key.split(".", 1)[1] not in _LONG_METADATA}
+
+
 def model_config(metadata: ModelMetadata, name: str, backend: str, max_batch: int, instances: int, kind: str,
                  tensorrt_accelerator: bool = False):  # noqa: ANN201  (a model_config_pb2.ModelConfig)
     """Triton's ModelConfig message for an engine with this metadata."""
@@ -91,16 +111,11 @@ def model_config(metadata: ModelMetadata, name: str, backend: str, max_batch: in
         raise CosaEdgeError("a TensorRT plan runs on a GPU: use --kind gpu")
     size = metadata.input_size
     fp32 = mc.DataType.Value("TYPE_FP32")
-    shapes = {LESION_OUTPUT: [1, size, size], CLASS_OUTPUT: [len(metadata.class_names)], OOD_OUTPUT: [1]}
-    unknown = [o for o in metadata.outputs if o not in shapes]
-    if unknown:
-        raise CosaEdgeError(f"the engine names outputs cosa-edge does not know ({', '.join(unknown)}); export it again")
     config = mc.ModelConfig(name=name, backend=backend, max_batch_size=max_batch)
     config.input.append(mc.ModelInput(name=INPUT_NAME, data_type=fp32, dims=[1, size, size]))
-    for output in metadata.outputs:
-        config.output.append(mc.ModelOutput(name=output, data_type=fp32, dims=shapes[output]))
-    preferred = sorted({b for b in (2, 4, 8, 16, 32) if b < max_batch} | {max_batch})
-    config.dynamic_batching.preferred_batch_size.extend(preferred)
+    for output, dims in output_dims(metadata).items():
+        config.output.append(mc.ModelOutput(name=output, data_type=fp32, dims=dims))
+    config.dynamic_batching.preferred_batch_size.extend(preferred_batch_sizes(max_batch))
     config.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_MICROSECONDS
     group = config.instance_group.add()
     group.count, group.kind = instances, mc.ModelInstanceGroup.Kind.Value(f"KIND_{kind.upper()}")
@@ -118,9 +133,8 @@ def model_config(metadata: ModelMetadata, name: str, backend: str, max_batch: in
         accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         accelerator.parameters["precision_mode"] = "INT8" if metadata.precision == "int8" else "FP16"
         accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
-    for key, value in metadata.to_props().items():
-        if key.split(".", 1)[1] not in _LONG_METADATA:
-            config.parameters[key].string_value = value
+    for key, value in metadata_parameters(metadata).items():
+        config.parameters[key].string_value = value
     return config
 
 

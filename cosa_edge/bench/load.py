@@ -1,0 +1,134 @@
+"""`cosa-edge bench --server`: a Triton server under load, the way perf_analyzer measures one.
+
+At each concurrency C, C requests are kept in flight for ``duration`` seconds (closed loop: each answer sends
+the next request), one frame per request, as probes each sending their own frames would. Latency is from
+sending a request to its answer (the client's view, queueing in the server's dynamic batcher included);
+throughput is answers per second over the measured window. Every request sent is counted once, answered or
+failed (an error answer, or no answer within the timeout); the report shows both counts, and
+``sent == answered + errors`` is checked before anything is written.
+
+The client runs on the same machine as `cosa-edge serve` here, so at high concurrency client and server share
+its cores: the figures describe that arrangement, not a production Triton on a GPU.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import CosaEdgeError
+from .stats import LatencySummary, summarise_latencies
+
+#: Seconds of load before each measured window, so that the server's batcher and caches settle.
+WARMUP_S = 1.0
+ANSWER_TIMEOUT_S = 30.0
+
+
+@dataclass
+class LoadResult:
+    concurrency: int
+    duration_s: float
+    sent: int
+    answered: int
+    errors: int
+    throughput: float  # answers per second
+    latency_ms: LatencySummary | None
+    error_kinds: dict[str, int] = field(default_factory=dict)  # first line of each distinct error, and how often
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"concurrency": self.concurrency, "duration_s": self.duration_s, "sent": self.sent,
+                "answered": self.answered, "errors": self.errors, "throughput": self.throughput,
+                "latency_ms": self.latency_ms.to_dict() if self.latency_ms else None, "error_kinds": self.error_kinds}
+
+
+def parse_concurrency(text: str) -> list[int]:
+    try:
+        levels = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise CosaEdgeError(f"--concurrency {text!r} must list integers, e.g. 1,4,16") from None
+    if not levels or levels[0] < 1:
+        raise CosaEdgeError("--concurrency levels must be at least 1")
+    return levels
+
+
+def _load_at(engine, frames: np.ndarray, concurrency: int, duration_s: float, warmup_s: float) -> LoadResult:  # noqa: ANN001
+    """``engine``: a :class:`cosa_edge.serve.client.TritonServerEngine` (its client, model and input builder)."""
+    from ..serve.client import first_line
+
+    lock = threading.Lock()
+    slots = threading.Semaphore(concurrency)
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    counts = {"sent": 0, "answered": 0, "failed": 0}
+    last_answer = [0.0]  # when the last measured request was answered: the end of the measured window
+    start_measuring = time.perf_counter() + warmup_s
+    stop_sending = start_measuring + duration_s
+    inputs = [engine.request_input(frames[i:i + 1]) for i in range(len(frames))]
+
+    def send(index: int) -> None:
+        sent_at = time.perf_counter()
+        measured = sent_at >= start_measuring
+
+        def callback(result, error) -> None:  # noqa: ANN001
+            done = time.perf_counter()
+            with lock:
+                if measured:
+                    last_answer[0] = max(last_answer[0], done)
+                    if error is not None:
+                        counts["failed"] += 1
+                        errors[first_line(error)] += 1
+                    else:
+                        counts["answered"] += 1
+                        latencies.append((done - sent_at) * 1000.0)
+            slots.release()
+
+        if measured:
+            with lock:
+                counts["sent"] += 1
+        try:
+            engine.client.async_infer(engine.model, [inputs[index % len(inputs)]], callback,
+                                      client_timeout=ANSWER_TIMEOUT_S)
+        except Exception as exc:  # the request never left: a failure of its own, counted as one
+            callback(None, exc)
+
+    index = 0
+    while time.perf_counter() < stop_sending:
+        if slots.acquire(timeout=ANSWER_TIMEOUT_S):
+            send(index)
+            index += 1
+    # Wait for every request still in flight: an answer or a timeout error each, so none goes missing.
+    for _ in range(concurrency):
+        if not slots.acquire(timeout=ANSWER_TIMEOUT_S + 5.0):
+            break
+    window = max(last_answer[0] - start_measuring, 1e-9)
+    with lock:
+        sent, answered, failed = counts["sent"], counts["answered"], counts["failed"]
+    lost = sent - answered - failed
+    if lost:
+        errors[f"no answer within {ANSWER_TIMEOUT_S:.0f} s"] += lost
+        failed += lost
+    return LoadResult(concurrency=concurrency, duration_s=duration_s, sent=sent, answered=answered, errors=failed,
+                      throughput=answered / window, latency_ms=summarise_latencies(latencies) if latencies else None,
+                      error_kinds=dict(errors))
+
+
+def load_test(engine, frames: np.ndarray, levels: list[int], duration_s: float = 10.0,  # noqa: ANN001
+              warmup_s: float = WARMUP_S, progress: bool = True) -> list[LoadResult]:
+    """Throughput and latency at each concurrency in ``levels``; ``frames``: prepared (N, 1, S, S) float32."""
+    if len(frames) == 0:
+        raise CosaEdgeError("the load test needs at least one frame")
+    results = []
+    for level in levels:
+        if progress:
+            print(f"load: {level} in flight for {duration_s:g} s ...", flush=True)
+        result = _load_at(engine, frames, level, duration_s, warmup_s)
+        if result.sent != result.answered + result.errors:  # the count the report promises
+            raise AssertionError(f"load test lost requests: sent {result.sent}, answered {result.answered}, "
+                                 f"errors {result.errors}")
+        results.append(result)
+    return results
