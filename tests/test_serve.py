@@ -252,11 +252,28 @@ def test_an_unreachable_server_or_unknown_model_gets_one_clear_message(server: R
     assert result.exit_code != 0 and "no Triton server answers" in result.output and not (tmp_path / "r").exists()
 
 
-def test_sigterm_stops_the_server_cleanly_and_frees_its_ports(server_env: Path, exported_onnx: Path,
-                                                              tmp_path: Path) -> None:
+def test_sigterm_drains_in_flight_requests_stops_cleanly_and_frees_the_ports(server_env: Path, exported_onnx: Path,
+                                                                             tmp_path: Path) -> None:
+    import tritonclient.grpc as grpcclient
+
     running = RunningServer(exported_onnx, tmp_path / "triton.log")
+    client = grpcclient.InferenceServerClient(running.address)
+    size = int(client.get_model_config("cosa_edge", as_json=True)["config"]["input"][0]["dims"][-1])
+    answers: dict[int, object] = {}
+    tensor = grpcclient.InferInput("image", [1, 1, size, size], "FP32")
+    tensor.set_data_from_numpy(np.full((1, 1, size, size), 90, np.float32))
+    for index in range(300):  # queued in the server when the signal comes
+        client.async_infer("cosa_edge", [tensor], lambda result, error, i=index: answers.__setitem__(i, error or result),
+                           client_timeout=30)
     took = running.stop()
+    deadline = time.monotonic() + 10  # the last answers' callbacks run on the client's threads
+    while len(answers) < 300 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.close()
     assert running.process.returncode == 0, "".join(running.output)
+    # Triton said it waited for requests in flight, and every one of them was answered, none failed.
+    assert "in-flight inferences" in running.log.read_text()
+    assert len(answers) == 300 and not [a for a in answers.values() if isinstance(a, Exception)]
     assert took < STOP_TIMEOUT_S  # a behaviour bound (it drains, it does not hang), not a speed claim
     for port in (running.http, running.grpc, running.metrics):  # nothing of the server is left listening
         with socket.socket() as probe:
