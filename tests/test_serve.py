@@ -311,6 +311,13 @@ def test_serve_refuses_bad_options_before_starting_anything(exported_onnx: Path,
     (tmp_path / "model.engine").write_bytes(b"plan")
     with pytest.raises(CosaEdgeError, match="runs ONNX engines"):
         check_options(ServeOptions(**{**base.__dict__, "engine": tmp_path / "model.engine"}))
+    import onnx
+
+    bare = onnx.load(str(exported_onnx))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(CosaEdgeError, match="not a cosa-edge model"):
+        check_options(ServeOptions(**{**base.__dict__, "engine": tmp_path / "bare.onnx"}))
     (tmp_path / "plain.onnx").write_bytes(b"not onnx at all")
     with pytest.raises(CosaEdgeError, match="not a readable ONNX model"):
         check_options(ServeOptions(**{**base.__dict__, "engine": tmp_path / "plain.onnx"}))
