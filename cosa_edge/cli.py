@@ -87,7 +87,8 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", help="auto (CUDA if present), cpu, cuda or cuda:N."),
         click.option("--workers", "num_workers", type=click.IntRange(min=0), help="Data-loader worker processes."),
         click.option("--pretrained", type=click.Path(dir_okay=False),
-                     help="torchvision ImageNet checkpoint of the encoder (a local .pth file); default: from scratch."),
+                     help="ImageNet weights for the encoder: 'imagenet' (torchvision's, downloaded once into torch's "
+                          "cache) or a torchvision .pth file; default: from scratch."),
         click.option("--no-augment", is_flag=True, help="Train without augmentation."),
         click.option("--balance-classes", is_flag=True, default=None,
                      help="Weight the classification loss by inverse class frequency (BUSI is 2:1 benign to "
@@ -734,20 +735,25 @@ def _bench_server(server: str, model_name: str, concurrency: str, tls_ca: Path |
     from .data import resize_grey
     from .serve.client import TritonServerEngine
 
+    from contextlib import ExitStack
+
     levels = parse_concurrency(concurrency)
-    with TritonServerEngine(server, model_name, tls_ca) as remote:
+    with ExitStack() as stack:
+        remote = stack.enter_context(TritonServerEngine(server, model_name, tls_ca))
+        engine = None
+        if engine_path:
+            runtime = backend_for(Path(engine_path))
+            engine = stack.enter_context(open_engine(engine_path, **_runtime_options(runtime, threads)))
+            if engine.metadata.graph_sha256 != remote.metadata.graph_sha256:
+                raise CosaEdgeError(f"{Path(engine_path).name} is not the engine the server serves (their graph hashes "
+                                    "differ); give the served engine, or leave out --engine")
         frames = stack_frames([resize_grey(f, remote.input_size) for f in bench_frames(16)])
         load = load_test(remote, frames, levels, duration_s=duration)
         described = {"address": remote.address, "model": remote.model, "description": remote.describe(),
                      "max_batch_size": remote.max_batch_size}
-    local = []
-    if engine_path:  # after the load: the server is idle while the engine runs alone
-        runtime = backend_for(Path(engine_path))
-        with open_engine(engine_path, **_runtime_options(runtime, threads)) as engine:
-            if engine.metadata.graph_sha256 != remote.metadata.graph_sha256:
-                raise CosaEdgeError(f"{Path(engine_path).name} is not the engine the server serves (their graph hashes "
-                                    "differ); give the served engine, or leave out --engine")
-            local = bench_engines([engine], sorted({1, max(1, remote.max_batch_size)}), warmup, iterations)
+        # After the load, so that the server is idle while the engine runs alone.
+        local = bench_engines([engine], sorted({1, max(1, remote.max_batch_size)}), warmup, iterations) \
+            if engine else []
     method = {"duration": duration, "warmup": WARMUP_S, "concurrency": levels, "closed_loop": True,
               "frames_per_request": 1, "local_engine": {"warmup": warmup, "iterations": iterations} if local else None}
     files = write_load_report(load, local, report_dir, described, system_info(), method)

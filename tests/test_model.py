@@ -109,6 +109,41 @@ def test_pretrained_weights_load_and_wrong_keys_are_named(tmp_path: Path) -> Non
         build_model(ModelConfig(image_size=64, pretrained=str(garbage)))
 
 
+def _no_network(url: str, *args: object, **kwargs: object) -> None:
+    """Stands in for an offline machine: torch.hub's download fails as urllib fails without a network."""
+    import urllib.error
+
+    raise urllib.error.URLError("no network here")
+
+
+def test_imagenet_by_name_reads_torchvision_s_cache_without_a_network(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # Real: torchvision's weights API and torch.hub's cache lookup. Stand-in: the cached file is a state dict
+    # made here (the real one is 45 MB from download.pytorch.org, which this machine cannot reach).
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name
+    cached.parent.mkdir(parents=True)
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), cached)
+    model = build_model(ModelConfig(architecture="mtl_cosa", image_size=64, pretrained="imagenet"))
+    torch.testing.assert_close(model.encoder.stem[0].weight, reference.conv1.weight.sum(dim=1, keepdim=True))
+    torch.testing.assert_close(model.encoder.layer3[0].conv1.weight, reference.layer3[0].conv1.weight)
+
+
+def test_imagenet_by_name_offline_says_which_file_to_fetch_and_where(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    weights = torchvision.models.ResNet34_Weights.IMAGENET1K_V1
+    expected_place = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name
+    with pytest.raises(CosaEdgeError) as raised:
+        build_model(ModelConfig(architecture="resnet", encoder="resnet34", image_size=64, pretrained="imagenet"))
+    message = str(raised.value)
+    assert "no network here" in message and weights.url in message and str(expected_place) in message
+
+
 def test_upsampling_by_scale_equals_upsampling_to_size() -> None:
     features = torch.randn(2, 5, 7, 9)
     for size in [(14, 18), (13, 18), (28, 36)]:  # a doubling (written as scale 2) and two that are not

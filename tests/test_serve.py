@@ -329,3 +329,12 @@ def test_serve_refuses_bad_options_before_starting_anything(exported_onnx: Path,
                                           "--http-port", str(base.http_port), "--metrics-port", str(base.metrics_port)])
     assert result.exit_code != 0 and f"port {port} on 127.0.0.1 is in use" in result.output and "--grpc-port" in result.output
     check_options(ServeOptions(**{**base.__dict__, "host": "0.0.0.0", "insecure": True}))  # said explicitly: allowed
+
+
+def test_the_server_environment_is_never_made_over_someone_s_files(tmp_path: Path) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("not an environment")
+    with pytest.raises(CosaEdgeError, match="is not a Python environment"):
+        ensure_server_env(folder)
+    assert (folder / "keep.txt").read_text() == "not an environment"

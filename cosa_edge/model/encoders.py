@@ -46,8 +46,28 @@ def load_torchvision_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+#: ``--pretrained imagenet``: torchvision's ImageNet weights for the encoder, by name.
+IMAGENET = "imagenet"
+
+
+def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet-1k weights of ``name`` (its first published set, IMAGENET1K_V1, the one the
+    paper's era used), through torchvision's weights API: downloaded once into torch's hub cache, then read
+    from it. Offline and not cached: one message with the file to fetch and where to put it."""
+    weights = models.get_model_weights(name).IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    try:
+        return weights.get_state_dict(progress=True)
+    except OSError as exc:  # URLError, socket errors, a read-only cache
+        reason = getattr(exc, "reason", None) or exc
+        raise CosaEdgeError(
+            f"cannot download torchvision's ImageNet weights for {name} ({reason}). On a machine that is online, "
+            f"fetch {weights.url} and put it at {cached} (the cache TORCH_HOME chooses), or pass --pretrained "
+            "FILE with that file") from None
+
+
 class ResNetEncoder(nn.Module):
-    def __init__(self, name: str = "resnet18", pretrained: Path | None = None) -> None:
+    def __init__(self, name: str = "resnet18", pretrained: Path | str | None = None) -> None:
         super().__init__()
         if name not in _RESNETS:
             raise CosaEdgeError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODER_NAMES)}")
@@ -62,8 +82,9 @@ class ResNetEncoder(nn.Module):
         self.out_channels: tuple[int, ...] = (64, width // 8, width // 4, width // 2, width)
 
     @staticmethod
-    def _load_rgb_weights(net: nn.Module, name: str, path: Path) -> None:
-        state = {k: v for k, v in load_torchvision_state_dict(path).items() if not k.startswith("fc.")}
+    def _load_rgb_weights(net: nn.Module, name: str, path: Path | str) -> None:
+        loaded = imagenet_state_dict(name) if str(path) == IMAGENET else load_torchvision_state_dict(Path(path))
+        state = {k: v for k, v in loaded.items() if not k.startswith("fc.")}
         expected = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))

@@ -48,7 +48,7 @@ class EncoderDecoderNet(nn.Module):
     """
 
     def __init__(self, encoder: str, decoder_channels: tuple[int, int, int, int], head: str | None,
-                 num_classes: int = 2, pretrained: Path | None = None) -> None:
+                 num_classes: int = 2, pretrained: Path | str | None = None) -> None:
         super().__init__()
         self.encoder = ResNetEncoder(encoder, pretrained)
         width = self.encoder.out_channels[-1]
@@ -77,7 +77,7 @@ class ResNetClassifier(nn.Module):
 
     tasks = ("classification",)
 
-    def __init__(self, encoder: str, num_classes: int = 2, pretrained: Path | None = None) -> None:
+    def __init__(self, encoder: str, num_classes: int = 2, pretrained: Path | str | None = None) -> None:
         super().__init__()
         self.encoder = ResNetEncoder(encoder, pretrained)
         self.classifier = nn.Linear(self.encoder.out_channels[-1], num_classes)

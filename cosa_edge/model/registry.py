@@ -20,8 +20,11 @@ class Architecture:
     tasks: tuple[str, ...]
 
 
-def _pretrained(config: ModelConfig) -> Path | None:
-    return Path(config.pretrained) if config.pretrained else None
+def _pretrained(config: ModelConfig) -> Path | str | None:
+    """A weights file, or "imagenet" (torchvision's weights by name, model/encoders.py), or None."""
+    if not config.pretrained:
+        return None
+    return config.pretrained if config.pretrained == "imagenet" else Path(config.pretrained)
 
 
 def _u_net(head: str | None) -> Callable[[ModelConfig], nn.Module]:

@@ -55,6 +55,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from ..contract import INPUT_NAME
     from ..engines import open_engine
+    from ..errors import CosaEdgeError
     from .triton_repo import metadata_parameters, output_dims, preferred_batch_sizes
 
     engine = open_engine(args.engine, **({"threads": args.threads} if args.threads else {}))
@@ -81,6 +82,7 @@ def serve(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
+    started = False
     try:
         triton.bind(model_name=args.name, infer_func=infer,
                     inputs=[Tensor(name=INPUT_NAME, dtype=np.float32, shape=(1, size, size))],
@@ -95,19 +97,25 @@ def serve(args: argparse.Namespace) -> int:
         # that they do, against this pinned PyTriton).
         for model in triton._model_manager.models:  # noqa: SLF001
             model._get_triton_model_config().backend_parameters.update(metadata_parameters(metadata))  # noqa: SLF001
-        triton.run()
+        started = True  # from here on the server may be running, and stop() has something to stop
+        try:
+            triton.run()
+        except Exception as exc:  # PyTriton raises its own types (a port taken since the check, a load failure)
+            said = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise CosaEdgeError(f"the Triton server did not start: {said}; see its log, {args.log_file}") from None
         print(f"{READY}: model {args.name!r} ({engine.describe()}) on gRPC {args.grpc_address}:{args.grpc_port}"
               f"{' (TLS)' if tls else ''}, HTTP {args.http_address}:{args.http_port}, metrics "
               f"http://{args.metrics_address}:{args.metrics_port}/metrics; Triton's log: {args.log_file}; "
               "Ctrl-C stops", flush=True)
         while not stopping.wait(1.0):
             if not triton.is_alive():
-                print(f"error: the Triton server stopped by itself; see its log, {args.log_file}", file=sys.stderr,
+                print(f"Error: the Triton server stopped by itself; see its log, {args.log_file}", file=sys.stderr,
                       flush=True)
                 return 1
         return 0
     finally:
-        triton.stop()  # Triton drains in-flight requests (--drain-timeout) before it exits
+        if started:
+            triton.stop()  # Triton drains in-flight requests (--drain-timeout) before it exits
         engine.close()
 
 
@@ -117,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return serve(_arguments(argv))
     except CosaEdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        print(f"Error: {exc}", file=sys.stderr, flush=True)
         return 2
 
 

@@ -114,12 +114,26 @@ def ensure_server_env(root: Path | None = None, notify: Callable[[str], None] = 
             return env
         notify(f"creating the Triton server's Python environment in {env.root} (once; about a minute): "
                + " ".join(wanted["requirements"]))
-        shutil.rmtree(env.root, ignore_errors=True)
+        _clear_for_creation(env.root)
         _run([str(base_interpreter()), "-m", "venv", str(env.root)], "create a virtual environment", env.root)
         _run([str(env.python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q",
               *wanted["requirements"]], "install " + " ".join(wanted["requirements"]), env.root)
         (env.root / MARKER).write_text(json.dumps(wanted, indent=2))  # last: only a complete environment has it
     return env
+
+
+def _clear_for_creation(root: Path) -> None:
+    """Remove an outdated or half-made server environment, and nothing else: a folder that is neither empty nor a
+    virtual environment (a mistyped --server-env pointing at someone's files) is refused, never deleted."""
+    if not root.exists():
+        return
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
+        return
+    if not (root / "pyvenv.cfg").is_file():
+        raise CosaEdgeError(f"{root} exists and is not a Python environment; give --server-env (or "
+                            "COSA_EDGE_SERVER_ENV) a new or empty folder for the Triton server's environment")
+    shutil.rmtree(root)
 
 
 def _run(command: list[str], what: str, root: Path) -> None:
