@@ -93,6 +93,11 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--balance-classes", is_flag=True, default=None,
                      help="Weight the classification loss by inverse class frequency (BUSI is 2:1 benign to "
                           "malignant); the paper does not."),
+        click.option("--dice-weight", type=click.FloatRange(min=0), help="Weight of a soft Dice term on the lesion "
+                     "beside the segmentation cross-entropy (paper: 0)."),
+        click.option("--lr-schedule", type=click.Choice(["constant", "warmup-cosine"]),
+                     help="constant (the paper's) or a linear warm-up then a cosine decay to 0."),
+        click.option("--warmup-epochs", type=click.FloatRange(min=0), help="Warm-up length for warmup-cosine."),
         click.option("--include-normal", is_flag=True, default=None,
                      help="Also lesion-free images (BUSI's normal/ folder; a fifth of the phantoms). They train the "
                           "segmentation to answer 'no lesion' and choose the presence threshold on validation."),

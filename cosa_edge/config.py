@@ -53,6 +53,13 @@ class TrainConfig:
     #: Weight the classification loss by inverse class frequency (BUSI is 2:1 benign to malignant), so that
     #: the rarer class is not learnt last. Off in the paper's preset, which does not do it.
     balance_classes: bool = False
+    #: Weight of a soft Dice term on the lesion beside the segmentation cross-entropy (0: the paper's loss).
+    #: Cross-entropy over pixels is dominated by background; Dice weighs a small lesion as much as a large one.
+    dice_weight: float = 0.0
+    #: "constant" (the paper's) or "warmup-cosine": a linear warm-up over ``warmup_epochs`` to ``lr``, then a
+    #: cosine decay to 0 at the last epoch, step by step (train/schedule.py).
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
 
     def replace(self, **changes: Any) -> TrainConfig:
         model_changes = {k: v for k, v in changes.items() if k in _MODEL_FIELDS and v is not None}

@@ -41,6 +41,7 @@ from ..presence import DEFAULT_MIN_LESION_SHARE, choose_min_lesion_share
 from .checkpoint import add_to_checkpoint, load_checkpoint, parameters_sha256, save_checkpoint
 from .dataset import SegClsDataset
 from .distributed import DistContext, resolve_device
+from .schedule import lr_factor
 from .evaluate import Predictions, collect_features, predict, presence_of, score, selection_score
 
 
@@ -71,6 +72,8 @@ def multitask_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, labels
     terms: dict[str, torch.Tensor] = {}
     if SEG_LOGITS in outputs:
         terms["seg_loss"] = F.cross_entropy(outputs[SEG_LOGITS].float(), masks)
+        if config.dice_weight > 0:
+            terms["dice_loss"] = soft_dice_loss(outputs[SEG_LOGITS].float(), masks)
     if CLS_LOGITS in outputs:
         logits = outputs[CLS_LOGITS].float()
         known = labels != NO_LESION
@@ -78,11 +81,26 @@ def multitask_loss(outputs: dict[str, torch.Tensor], masks: torch.Tensor, labels
         # every parameter gets a gradient, as DistributedDataParallel expects of each step.
         terms["cls_loss"] = F.cross_entropy(logits[known], labels[known], weight=class_weights) if known.any() \
             else logits.sum() * 0.0
-    if len(terms) == 2:
+    if "seg_loss" in terms and "cls_loss" in terms:
         loss = config.seg_weight * terms["seg_loss"] + config.cls_weight * terms["cls_loss"]
     else:
-        loss = next(iter(terms.values()))
+        loss = terms.get("seg_loss", terms.get("cls_loss"))
+    if "dice_loss" in terms:
+        loss = loss + config.dice_weight * terms["dice_loss"]
     return loss, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def soft_dice_loss(seg_logits: torch.Tensor, masks: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - the mean over images of the soft Dice of the lesion probability against the mask.
+
+    Per image, so that a small lesion weighs as much as a large one; ``smooth`` keeps a lesion-free image
+    that is predicted empty at a loss of 0 rather than 0/0.
+    """
+    lesion = torch.softmax(seg_logits, dim=1)[:, 1]
+    truth = (masks == 1).float()
+    overlap = (lesion * truth).flatten(1).sum(1)
+    total = lesion.flatten(1).sum(1) + truth.flatten(1).sum(1)
+    return 1.0 - ((2.0 * overlap + smooth) / (total + smooth)).mean()
 
 
 #: The fewest validation images an out-of-distribution threshold is chosen on. The largest of n in-distribution
@@ -226,6 +244,7 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
         raise CosaEdgeError(f"batch size {config.batch_size} does not split evenly over {ctx.world_size} processes")
     if config.sync_batchnorm and ctx.device.type != "cuda":
         raise CosaEdgeError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on CPUs); drop it on CPU")
+    lr_factor(config.lr_schedule, 0.0, config.epochs, config.warmup_epochs)  # a bad schedule fails before any work
     train_samples, val_samples = split_validation(samples, config)
     previous = _check_resume(run_dir, config, resume)
 
@@ -283,9 +302,13 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
         totals: dict[str, float] = {}
+        n_steps = max(len(loader), 1)
         batches = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
                        disable=not (progress and ctx.is_main))
-        for images, masks, labels in batches:
+        for step, (images, masks, labels) in enumerate(batches):
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * lr_factor(config.lr_schedule, epoch + step / n_steps, config.epochs,
+                                                    config.warmup_epochs)
             images, masks, labels = (t.to(ctx.device, non_blocking=True) for t in (images, masks, labels))
             with autocast():
                 outputs = network(images)
@@ -298,7 +321,8 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
                 totals[key] = totals.get(key, 0.0) + value
             batches.set_postfix(loss=f"{float(loss.detach()):.4f}")
         n_batches = max(len(loader), 1)
-        record: dict[str, Any] = {"epoch": epoch + 1, **{k: _all_reduce_mean(v / n_batches, ctx) for k, v in totals.items()}}
+        record: dict[str, Any] = {"epoch": epoch + 1, **{k: _all_reduce_mean(v / n_batches, ctx) for k, v in totals.items()},
+                                  "lr": optimizer.param_groups[0]["lr"]}  # the last step's rate
 
         if ctx.is_main:
             if val_samples:
