@@ -233,6 +233,8 @@ def cv(preset: str, data_spec: str, folds: int, models: str | None, no_group_dup
     result = cross_validate(config, samples, data_spec, Path(out_dir), folds=folds, architectures=architectures,
                             group_duplicates=not no_group_duplicates)
     click.echo((Path(out_dir) / "tables.md").read_text())
+    if (Path(out_dir) / "paired.md").exists():
+        click.echo((Path(out_dir) / "paired.md").read_text())
     click.echo("wrote " + ", ".join(str(p) for p in result.files))
 
 

@@ -76,3 +76,38 @@ def test_delong_rejects_at_its_level_under_the_null_and_finds_a_real_difference(
     assert better.difference > 0.1 and better.p_value < 1e-3 and better.real
     with pytest.raises(CosaEdgeError, match="two images of each class"):
         delong_auc(np.array([1, 1, 0]), np.ones(3), np.ones(3))
+
+
+def test_records_are_paired_by_image_name_and_each_metric_gets_its_test(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    pytest.importorskip("torch")  # cosa_edge.train.cv is the training side
+    from cosa_edge.train.cv import write_paired_comparisons
+
+    rng = np.random.default_rng(3)
+    names = [f"img{i}" for i in range(40)]
+    labels = rng.integers(0, 2, 40)
+
+    def records(noise: float, dice_shift: float) -> list[dict]:
+        out = []
+        for name, label in zip(names, labels):
+            benign = float(np.clip((label == 0) * 0.6 + 0.2 + rng.normal(0, noise), 0.01, 0.99))
+            out.append({"name": name, "label": int(label), "probabilities": [benign, 1 - benign],
+                        "dice": float(np.clip(0.7 + dice_shift + rng.normal(0, 0.05), 0, 1))})
+        out.append({"name": "normal1", "label": -1, "probabilities": [0.5, 0.5]})  # lesion-free: no class, no Dice
+        return out
+    cosa, mtl = records(0.1, 0.1), records(0.1, 0.0)
+    folds = [{"index": 0}, {"index": 1}]
+    for architecture, recs in (("mtl_cosa", cosa), ("mtl", mtl)):
+        for fold in folds:  # shuffled order within the folds: pairing goes by name
+            part = recs[fold["index"]::2]
+            (tmp_path / architecture / f"fold{fold['index']}").mkdir(parents=True)
+            (tmp_path / architecture / f"fold{fold['index']}" / "predictions.json").write_text(json.dumps(part[::-1]))
+    files = write_paired_comparisons(tmp_path, ["mtl_cosa", "mtl"], folds)
+    result = json.loads((tmp_path / "paired.json").read_text())["mtl"]
+    assert [t["metric"] for t in result] == ["DSC (per image)", "ACC", "AUC"]
+    assert [t["n"] for t in result] == [40, 40, 40]  # the lesion-free image is in none of them
+    dice = result[0]
+    assert dice["difference"] == pytest.approx(0.1, abs=0.03) and dice["real_at_alpha"]
+    assert "| mtl | DSC (per image) | 40 |" in (tmp_path / "paired.md").read_text() and len(files) == 2
+    assert write_paired_comparisons(tmp_path, ["mtl_cosa", "resnet"], folds) == []  # nothing to compare

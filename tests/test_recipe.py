@@ -60,8 +60,9 @@ def test_warmup_cosine_rises_linearly_then_falls_along_a_cosine_to_zero() -> Non
     assert lr_factor("warmup-cosine", 3.0, 10, 0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.3)))
     with pytest.raises(CosaEdgeError, match="unknown learning-rate schedule"):
         lr_factor("step", 1.0, 10)
-    with pytest.raises(CosaEdgeError, match="fewer than the 10 epochs"):
-        lr_factor("warmup-cosine", 1.0, 10, 10)
+    assert lr_factor("warmup-cosine", 0.5, 2, 5) == pytest.approx(0.501)  # capped at half of a 2-epoch run
+    with pytest.raises(CosaEdgeError, match="at least 0"):
+        lr_factor("warmup-cosine", 1.0, 10, -1)
 
 
 def test_a_run_follows_the_schedule_step_by_step_and_logs_its_rate(tmp_path: Path) -> None:

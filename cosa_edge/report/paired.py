@@ -129,3 +129,48 @@ def delong_auc(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, p
         z = difference / math.sqrt(variance)
         p = float(2 * stats.norm.sf(abs(z)))
     return PairedTest("AUC", "DeLong", m + n, auc_a, auc_b, difference, float(z), p)
+
+
+#: The paper's central comparison: MTL-COSA against the multi-task models without COSA.
+REFERENCE = "mtl_cosa"
+COMPARED = ("mtl", "mtl_sa")
+
+
+def compare_records(records_a: list[dict[str, Any]], records_b: list[dict[str, Any]],
+                    benign: int = 0, no_lesion: int = -1) -> list[PairedTest]:
+    """The three paired tests on two models' prediction records (``name``, ``label``, ``probabilities``,
+    ``dice`` where the image has a lesion), matched by image name; a test without data is left out."""
+    by_name_b = {r["name"]: r for r in records_b}
+    pairs = [(r, by_name_b[r["name"]]) for r in records_a if r["name"] in by_name_b]
+    tests: list[PairedTest] = []
+    dice = [(a["dice"], b["dice"]) for a, b in pairs if "dice" in a and "dice" in b
+            and not (math.isnan(a["dice"]) or math.isnan(b["dice"]))]
+    if dice:
+        tests.append(wilcoxon_dice(np.array([d[0] for d in dice]), np.array([d[1] for d in dice])))
+    classified = [(a, b) for a, b in pairs if a["label"] != no_lesion and "probabilities" in a and "probabilities" in b]
+    if classified:
+        labels = np.array([a["label"] for a, _ in classified])
+        correct_a = np.array([int(np.argmax(a["probabilities"])) == a["label"] for a, _ in classified])
+        correct_b = np.array([int(np.argmax(b["probabilities"])) == b["label"] for _, b in classified])
+        tests.append(mcnemar_accuracy(correct_a, correct_b))
+        if len(set(labels.tolist())) == 2:
+            tests.append(delong_auc(labels, np.array([a["probabilities"][benign] for a, _ in classified]),
+                                    np.array([b["probabilities"][benign] for _, b in classified]), positive=benign))
+    return tests
+
+
+def paired_markdown(comparisons: dict[str, list[PairedTest]], reference: str) -> str:
+    lines = [f"## Paired comparisons: {reference} against the other multi-task models", "",
+             f"Every image of every test fold once, both models on the same images. Dice: Wilcoxon signed-rank on "
+             f"per-image DSC; accuracy: McNemar's exact test; AUC: DeLong's test. 'real' means p < {ALPHA} "
+             "(two-sided, no correction for the several tests).", "",
+             f"| {reference} against | metric | images | {reference} | other | difference | test | p | real? |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for other, tests in comparisons.items():
+        for t in tests:
+            scale, unit = (1.0, "") if t.metric == "AUC" else (100.0, "")
+            lines.append(f"| {other} | {t.metric} | {t.n} | {scale * t.value_a:.{3 if t.metric == 'AUC' else 1}f} | "
+                         f"{scale * t.value_b:.{3 if t.metric == 'AUC' else 1}f} | "
+                         f"{scale * t.difference:+.{3 if t.metric == 'AUC' else 1}f}{unit} | {t.test} | "
+                         f"{t.p_value:.3g} | {'yes' if t.real else 'no'} |")
+    return "\n".join(lines) + "\n"

@@ -27,7 +27,9 @@ from ..config import TrainConfig
 from ..data import Sample
 from ..data.splits import near_duplicate_groups, stratified_folds
 from ..errors import CosaEdgeError
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, atomic_write_text
+from ..metrics import segmentation_metrics_one
+from ..report.paired import COMPARED, REFERENCE, compare_records, paired_markdown
 from ..report.reliability import fold_reliabilities, plot_reliability
 from ..report.roc import plot_roc
 from ..report.tables import aggregate, write_tables
@@ -124,7 +126,7 @@ def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, o
                 model, _, payload = load_model(fold_dir / "last.pt", device)
                 test_samples = [samples[i] for i in test_idx]
                 predictions = predict(model, test_samples, arch_config.model.image_size, device)
-                atomic_write_json(fold_dir / "predictions.json", predictions.to_records())
+                atomic_write_json(fold_dir / "predictions.json", records_with_dice(predictions, test_samples))
                 min_share = payload.get("presence", {}).get("min_lesion_share")
                 metrics = score(test_samples, predictions, min_share)
                 metrics.update(test_fold_calibration(test_samples, predictions, payload.get("calibration", {})))
@@ -158,4 +160,33 @@ def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, o
                                       title=f"Reliability, test folds pooled ({data_spec.split(':')[0]})"))
         figures.append(("reliability", "reliability.png"))
     files = [*write_tables(results, data_spec, out_dir, preamble=preamble, figures=figures), *plots]
+    files += write_paired_comparisons(out_dir, architectures, fold_list)
     return CVResult(out_dir=out_dir, results=results, files=files)
+
+
+def records_with_dice(predictions: Predictions, samples: list[Sample]) -> list[dict[str, Any]]:
+    """Prediction records, each lesion image's with its Dice (as score() computes it), for paired tests."""
+    records = predictions.to_records()
+    if predictions.masks is not None:
+        for record, mask, sample in zip(records, predictions.masks, samples):
+            if sample.has_lesion:
+                record["dice"] = float(segmentation_metrics_one(mask, sample.mask)["DSC"])
+    return records
+
+
+def write_paired_comparisons(out_dir: Path, architectures: list[str], fold_list: list[dict[str, Any]]) -> list[Path]:
+    """paired.json and paired.md: MTL-COSA against MTL and MTL-SA on the same images (report/paired.py)."""
+    others = [a for a in COMPARED if a in architectures]
+    if REFERENCE not in architectures or not others:
+        return []
+
+    def pooled(architecture: str) -> list[dict[str, Any]]:
+        return [r for fold in fold_list for r in json.loads(
+            (out_dir / architecture / f"fold{fold['index']}" / "predictions.json").read_text())]
+    reference = pooled(REFERENCE)
+    comparisons = {other: compare_records(reference, pooled(other), benign=BENIGN, no_lesion=NO_LESION)
+                   for other in others}
+    atomic_write_json(out_dir / "paired.json", {other: [t.to_dict() for t in tests]
+                                                for other, tests in comparisons.items()})
+    atomic_write_text(out_dir / "paired.md", paired_markdown(comparisons, REFERENCE))
+    return [out_dir / "paired.json", out_dir / "paired.md"]
