@@ -90,9 +90,9 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="ImageNet weights for the encoder: 'imagenet' (torchvision's, downloaded once into torch's "
                           "cache) or a torchvision .pth file; default: from scratch."),
         click.option("--no-augment", is_flag=True, help="Train without augmentation."),
-        click.option("--balance-classes", is_flag=True, default=None,
+        click.option("--balance-classes/--no-balance-classes", default=None,
                      help="Weight the classification loss by inverse class frequency (BUSI is 2:1 benign to "
-                          "malignant); the paper does not."),
+                          "malignant; the edge preset does, the paper does not)."),
         click.option("--dice-weight", type=click.FloatRange(min=0), help="Weight of a soft Dice term on the lesion "
                      "beside the segmentation cross-entropy (paper: 0)."),
         click.option("--lr-schedule", type=click.Choice(["constant", "warmup-cosine"]),

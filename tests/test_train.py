@@ -16,8 +16,11 @@ from cosa_edge.train.loop import train  # noqa: E402
 
 
 def tiny_config(**changes: object) -> TrainConfig:
+    # Constant rate, paper's loss: these tests are about the loop (resume, checkpoints), not the recipe, and
+    # the resume test changes --epochs, which moves a schedule's curve (tests/test_recipe.py tests that).
     base = load_preset("edge").replace(image_size=64, decoder_channels=(32, 16, 16, 8), batch_size=4,
-                                       val_fraction=0.0, device="cpu")
+                                       val_fraction=0.0, device="cpu", lr=1e-4, lr_schedule="constant",
+                                       dice_weight=0.0, balance_classes=False)
     return base.replace(**changes)
 
 
