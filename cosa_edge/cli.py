@@ -670,6 +670,10 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
     engine is also scored on the same labelled images, so accuracy stands beside latency. The
     model's GFLOP per image is counted from its ONNX graph, and each engine's achieved GFLOP/s
     shown beside it.
+
+    With --server, a Triton server is load-tested instead: --concurrency requests kept in flight for
+    --duration seconds each (default 10), throughput and latency percentiles, every request counted
+    as answered or failed; with --engine, the served engine is also measured alone for the ratio.
     """
     from contextlib import ExitStack
 
