@@ -116,14 +116,19 @@ def _no_network(url: str, *args: object, **kwargs: object) -> None:
     raise urllib.error.URLError("no network here")
 
 
-def test_imagenet_by_name_reads_torchvision_s_cache_without_a_network(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    # Real: torchvision's weights API and torch.hub's cache lookup. Stand-in: the cached file is a state dict
-    # made here (the real one is 45 MB from download.pytorch.org, which this machine cannot reach).
+@pytest.fixture
+def offline_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch.hub cache on a machine without a network: the folder torchvision's weights go to."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_imagenet_by_name_reads_torchvision_s_cache_without_a_network(offline_hub_cache: Path) -> None:
+    # Real: torchvision's weights API and torch.hub's cache lookup. Stand-in: the cached file is a state dict
+    # made here (the real one is 45 MB from download.pytorch.org, which this machine cannot reach).
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-    cached = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name
+    cached = offline_hub_cache / Path(weights.url).name
     cached.parent.mkdir(parents=True)
     reference = torchvision.models.resnet18(weights=None)
     torch.save(reference.state_dict(), cached)
@@ -132,12 +137,9 @@ def test_imagenet_by_name_reads_torchvision_s_cache_without_a_network(tmp_path: 
     torch.testing.assert_close(model.encoder.layer3[0].conv1.weight, reference.layer3[0].conv1.weight)
 
 
-def test_imagenet_by_name_offline_says_which_file_to_fetch_and_where(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+def test_imagenet_by_name_offline_says_which_file_to_fetch_and_where(offline_hub_cache: Path) -> None:
     weights = torchvision.models.ResNet34_Weights.IMAGENET1K_V1
-    expected_place = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name
+    expected_place = offline_hub_cache / Path(weights.url).name
     with pytest.raises(CosaEdgeError) as raised:
         build_model(ModelConfig(architecture="resnet", encoder="resnet34", image_size=64, pretrained="imagenet"))
     message = str(raised.value)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CosaEdgeError
+from ..errors import CosaEdgeError, first_line
 from .stats import LatencySummary, summarise_latencies
 
 #: Seconds of load before each measured window, so that the server's batcher and caches settle.
@@ -58,8 +58,6 @@ def parse_concurrency(text: str) -> list[int]:
 
 def _load_at(engine, frames: np.ndarray, concurrency: int, duration_s: float, warmup_s: float) -> LoadResult:  # noqa: ANN001
     """``engine``: a :class:`cosa_edge.serve.client.TritonServerEngine` (its client, model and input builder)."""
-    from ..serve.client import first_line
-
     lock = threading.Lock()
     slots = threading.Semaphore(concurrency)
     latencies: list[float] = []

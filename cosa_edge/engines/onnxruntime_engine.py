@@ -9,7 +9,7 @@ import numpy as np
 
 from .._optional import require
 from ..contract import INPUT_NAME, ModelMetadata
-from ..errors import CosaEdgeError
+from ..errors import CosaEdgeError, first_line
 from .artifact import verify_onnx_bytes
 from .base import Engine, TensorSpec
 from .plugin_fallback import PLUGIN_OP, replace_plugin_nodes
@@ -30,8 +30,7 @@ def _providers(ort, requested: str) -> list[str]:  # noqa: ANN001
 
 
 def _load_error(path: Path, exc: Exception) -> CosaEdgeError:
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return CosaEdgeError(f"ONNX Runtime cannot load {path}: {first_line[:300]}. "
+    return CosaEdgeError(f"ONNX Runtime cannot load {path}: {first_line(exc)}. "
                          "Is it an ONNX file from `cosa-edge export`?")
 
 

@@ -22,7 +22,7 @@ from .._optional import require
 from ..contract import INPUT_NAME, ModelMetadata
 from ..engines.artifact import Integrity
 from ..engines.base import Engine, TensorSpec
-from ..errors import CosaEdgeError
+from ..errors import CosaEdgeError, first_line
 
 #: Seconds to wait for a server's first answer, and for each batch.
 CONNECT_TIMEOUT_S = 10.0
@@ -35,12 +35,6 @@ def parse_server(address: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise CosaEdgeError(f"--server {address!r} must be HOST:PORT of a Triton gRPC endpoint, e.g. 127.0.0.1:8001")
     return f"{host}:{port}"
-
-
-def first_line(exc: BaseException) -> str:
-    """A tritonclient error as one line (its messages carry the gRPC status and the server's reason)."""
-    text = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
-    return (text or type(exc).__name__).strip().splitlines()[0][:300]
 
 
 def connect(address: str, tls_ca: Path | None = None):  # noqa: ANN201  (a tritonclient.grpc.InferenceServerClient)

@@ -70,11 +70,10 @@ def check_options(options: ServeOptions) -> None:
         raise CosaEdgeError(f"{engine.name}: `cosa-edge serve` runs ONNX engines (.onnx) on this machine's CPU; a "
                             "TensorRT plan is served by NVIDIA's Triton container (`cosa-edge export-triton`, "
                             "docs/serving.md)")
-    from ..engines.build import read_onnx_metadata
+    from .triton_repo import read_served_engine
 
-    metadata = read_onnx_metadata(engine)  # no cosa-edge metadata: one clear message, before any server starts
-    if metadata.cosa_op == "plugin":
-        raise CosaEdgeError(f"{engine.name} holds the COSA TensorRT plugin node; serve a --cosa-op onnx export")
+    # The checks export-triton makes (hash, cosa-edge metadata, no TensorRT plugin node), before any server starts.
+    read_served_engine(engine, None)
     if bool(options.tls_cert) != bool(options.tls_key):
         raise CosaEdgeError("TLS needs both --tls-cert and --tls-key")
     for flag, path in (("--tls-cert", options.tls_cert), ("--tls-key", options.tls_key)):

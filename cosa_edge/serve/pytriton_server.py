@@ -55,7 +55,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from ..contract import INPUT_NAME
     from ..engines import open_engine
-    from ..errors import CosaEdgeError
+    from ..errors import CosaEdgeError, first_line
     from .triton_repo import metadata_parameters, output_dims, preferred_batch_sizes
 
     engine = open_engine(args.engine, **({"threads": args.threads} if args.threads else {}))
@@ -101,8 +101,8 @@ def serve(args: argparse.Namespace) -> int:
         try:
             triton.run()
         except Exception as exc:  # PyTriton raises its own types (a port taken since the check, a load failure)
-            said = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise CosaEdgeError(f"the Triton server did not start: {said}; see its log, {args.log_file}") from None
+            raise CosaEdgeError(f"the Triton server did not start: {first_line(exc)}; see its log, {args.log_file}") \
+                from None
         print(f"{READY}: model {args.name!r} ({engine.describe()}) on gRPC {args.grpc_address}:{args.grpc_port}"
               f"{' (TLS)' if tls else ''}, HTTP {args.http_address}:{args.http_port}, metrics "
               f"http://{args.metrics_address}:{args.metrics_port}/metrics; Triton's log: {args.log_file}; "

@@ -45,7 +45,7 @@ class TritonExport:
     pipeline_dirs: tuple[Path, ...] = ()  # NAME_preprocess and NAME_pipeline, where written
 
 
-def _metadata_and_backend(engine: Path, triton_trt_version: str | None) -> tuple[ModelMetadata, str, bytes]:
+def read_served_engine(engine: Path, triton_trt_version: str | None) -> tuple[ModelMetadata, str, bytes]:
     """The engine's metadata, the Triton backend that serves it, and its bytes (checked against its hash)."""
     suffix = engine.suffix.lower()
     if not engine.is_file():
@@ -215,7 +215,7 @@ def export_triton(engine: Path, repo: Path, name: str = "cosa_edge", max_batch: 
     engine, repo = Path(engine), Path(repo)
     if not name or "/" in name or name.startswith("."):
         raise CosaEdgeError(f"--name {name!r} must be a plain folder name")
-    metadata, backend, data = _metadata_and_backend(engine, triton_trt_version)
+    metadata, backend, data = read_served_engine(engine, triton_trt_version)
     config = model_config(metadata, name, backend, max_batch, instances, kind, tensorrt_accelerator)
     text = config_text(config)
     parse_config(text)  # what is written must read back with Triton's schema
