@@ -95,6 +95,8 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
                           "malignant; the edge preset does, the paper does not)."),
         click.option("--dice-weight", type=click.FloatRange(min=0), help="Weight of a soft Dice term on the lesion "
                      "beside the segmentation cross-entropy (paper: 0)."),
+        click.option("--presence-weight", type=click.FloatRange(min=0), help="Weight of an image-level term that "
+                     "teaches the mask to be empty on lesion-free images (with --include-normal; paper: 0)."),
         click.option("--lr-schedule", type=click.Choice(["constant", "warmup-cosine"]),
                      help="constant (the paper's) or a linear warm-up then a cosine decay to 0."),
         click.option("--warmup-epochs", type=click.FloatRange(min=0), help="Warm-up length for warmup-cosine."),
@@ -650,7 +652,8 @@ def infer(source: str, engine_path: str | None, backend: str | None, server: str
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
 @click.option("--iterations", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Seconds per measurement instead of --iterations.")
-@click.option("--video", help="Also measure the streaming pipeline on this video (end-to-end frames/s and latency).")
+@click.option("--video", help="Also measure the streaming pipeline on this video: end-to-end frames/s and latency, "
+              "against the first engine alone over as many frames, the two taking turns in --rounds rounds.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for ONNX Runtime and PyTorch.")
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
               help="The engines take turns in this many rounds, so that drifting machine load falls on all alike.")
@@ -669,7 +672,8 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
     take turns, so the ratios compare them under the same machine load. With --check-data every
     engine is also scored on the same labelled images, so accuracy stands beside latency. The
     model's GFLOP per image is counted from its ONNX graph, and each engine's achieved GFLOP/s
-    shown beside it.
+    shown beside it. With --video, the whole streaming pipeline and the engine alone run over the
+    same number of frames, taking turns in --rounds rounds; the report gives each round's ratio.
 
     With --server, a Triton server is load-tested instead: --concurrency requests kept in flight for
     --duration seconds each (default 10), throughput and latency percentiles, every request counted
@@ -722,9 +726,7 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
         pipeline = None
         if video:
             measured = opened[1] if baseline else opened[0]
-            engine_fps = next(r.throughput for r in results if r.engine == str(measured.path)
-                              and r.backend == measured.backend and r.batch_size == batch_sizes[0])
-            pipeline = bench_pipeline(measured, video, engine_fps, batch_size=batch_sizes[0])
+            pipeline = bench_pipeline(measured, video, batch_size=batch_sizes[0], rounds=rounds)
     attach_ratios(results, baseline_results)
     method = {"warmup": warmup, "iterations": None if duration else iterations, "duration": duration,
               "rounds": rounds if len(opened) > 1 else 1, "batch_sizes": batch_sizes, "threads": threads}

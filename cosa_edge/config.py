@@ -56,6 +56,10 @@ class TrainConfig:
     #: Weight of a soft Dice term on the lesion beside the segmentation cross-entropy (0: the paper's loss).
     #: Cross-entropy over pixels is dominated by background; Dice weighs a small lesion as much as a large one.
     dice_weight: float = 0.0
+    #: Weight of an image-level term on the segmentation: the mean lesion probability of each image's most
+    #: lesion-like pixels (PRESENCE_TOP_SHARE of them) against whether it holds a lesion (binary cross-entropy).
+    #: Only lesion-free images give it much to do: it teaches the mask to be empty where there is no lesion.
+    presence_weight: float = 0.0
     #: "constant" (the paper's) or "warmup-cosine": a linear warm-up over ``warmup_epochs`` to ``lr``, then a
     #: cosine decay to 0 at the last epoch, step by step (train/schedule.py).
     lr_schedule: str = "constant"

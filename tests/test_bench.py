@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from cosa_edge.bench.report import write_report
-from cosa_edge.bench.runner import attach_ratios, bench_engine, bench_engines
+from cosa_edge.bench.runner import attach_ratios, bench_engine, bench_engines, bench_pipeline
 from cosa_edge.bench.stats import summarise_latencies
 from cosa_edge.bench.system import system_info
 from cosa_edge.cli import cli
@@ -77,6 +77,25 @@ def test_interleaved_rounds_cancel_drifting_load() -> None:
     assert 0.85 < interleaved < 1.2
 
 
+def test_pipeline_and_engine_alone_take_turns_over_the_same_frames(tmp_path: Path) -> None:
+    """The pipeline ratio compares runs made side by side: each round times the pipeline over the whole video and
+    the engine alone over as many frames, the order alternating. Real: the pipeline, the video, the timing; the
+    engine is a sleep of 20 ms a call (FakeEngine), so the engine alone cannot exceed 50 frames/s."""
+    from cosa_edge.data.phantom import write_sweep_video
+
+    video = write_sweep_video(tmp_path / "v.avi", seed=3, frames=10, size=(96, 128), fps=100)
+    engine, log = FakeEngine(delay=0.02), []
+    pipeline = bench_pipeline(engine, str(video), rounds=3, settle_s=0.0, log=log)
+    assert log == ["pipeline", "engine", "engine", "pipeline", "pipeline", "engine"]
+    assert engine.calls == 3 * 10 + 3 * 10  # as many engine calls alone as in the pipeline, batch 1
+    assert pipeline["frames"] == 10 and len(pipeline["rounds"]) == 3
+    assert all(25 < r["engine_only_fps"] <= 50 for r in pipeline["rounds"])
+    ratios = sorted(r["pipeline_fps"] / r["engine_only_fps"] for r in pipeline["rounds"])
+    assert pipeline["ratio"] == pytest.approx(ratios[1]) and pipeline["ratio_range"] == pytest.approx([ratios[0], ratios[2]])
+    # The pipeline does the engine's work and more: it cannot be much faster than the engine alone.
+    assert 0.3 < pipeline["ratio"] < 1.1
+
+
 def test_cli_infer_and_bench(exported_onnx: Path, trained_checkpoint: Path, tmp_path: Path) -> None:
     from cosa_edge.data.phantom import write_sweep_video
 
@@ -94,6 +113,7 @@ def test_cli_infer_and_bench(exported_onnx: Path, trained_checkpoint: Path, tmp_
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert {r["backend"] for r in report["results"]} == {"torch", "onnxruntime"}
     assert report["pipeline"]["frames"] == 12 and report["pipeline"]["fps"] > 0
+    assert len(report["pipeline"]["rounds"]) == 5  # --rounds holds for the pipeline comparison too
     assert report["method"]["rounds"] == 5 and report["method"]["iterations"] == 3
     onnx_rows = [r for r in report["results"] if r["backend"] == "onnxruntime"]
     assert all(r["ratio_to_baseline"] > 0 for r in onnx_rows)

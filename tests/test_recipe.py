@@ -14,7 +14,7 @@ from cosa_edge.config import load_preset  # noqa: E402
 from cosa_edge.data.phantom import make_phantom_dataset  # noqa: E402
 from cosa_edge.errors import CosaEdgeError  # noqa: E402
 from cosa_edge.model import CLS_LOGITS, SEG_LOGITS  # noqa: E402
-from cosa_edge.train.loop import multitask_loss, soft_dice_loss, train  # noqa: E402
+from cosa_edge.train.loop import multitask_loss, presence_loss, soft_dice_loss, train  # noqa: E402
 from cosa_edge.train.schedule import lr_factor  # noqa: E402
 
 
@@ -35,6 +35,43 @@ def test_soft_dice_is_zero_for_a_perfect_mask_and_near_one_for_a_missed_lesion()
     half[0, 2:5, 2:5] = 0.5
     # A lesion found at half confidence: Dice (2*4.5 + 1) / (4.5 + 9 + 1).
     assert float(soft_dice_loss(logits_for(half), masks[:1])) == pytest.approx(1 - 10 / 14.5, abs=1e-3)
+
+
+def test_lesion_free_images_take_no_part_in_the_dice_term() -> None:
+    """On an empty mask any false lesion scores a Dice of 0 (a loss stuck near 1 with no gradient to speak of):
+    such images are left to the cross-entropy, and the Dice term is the lesion images' alone."""
+    masks = torch.zeros(2, 8, 8, dtype=torch.long)
+    masks[0, 2:5, 2:5] = 1
+    found = torch.zeros(2, 8, 8)
+    found[0, 2:5, 2:5] = 0.5
+    for false_lesion in (0.0, 0.9):  # image 1 (lesion-free) predicted empty, then nearly all lesion
+        found[1] = false_lesion
+        both = soft_dice_loss(logits_for(found), masks)
+        assert float(both) == pytest.approx(float(soft_dice_loss(logits_for(found[:1]), masks[:1])), abs=1e-6)
+    empty = logits_for(torch.full((2, 8, 8), 0.7)).requires_grad_()
+    loss = soft_dice_loss(empty, torch.zeros(2, 8, 8, dtype=torch.long))
+    assert float(loss.detach()) == 0.0
+    loss.backward()  # still part of the graph: a batch of normal images trains (on its cross-entropy) as any other
+    assert empty.grad is not None and float(empty.grad.abs().sum()) == 0.0
+
+
+def test_presence_term_scores_the_most_lesion_like_pixels_against_whether_there_is_a_lesion() -> None:
+    """Image 0 holds a lesion, image 1 none; each is scored by the mean probability of its top 2 of 100 pixels."""
+    masks = torch.zeros(2, 10, 10, dtype=torch.long)
+    masks[0, 4:6, 4:6] = 1
+    probability = torch.full((2, 10, 10), 0.1)
+    probability[:, 4, 4:6] = 0.9  # both images: two confident pixels, the rest 0.1
+    loss = presence_loss(logits_for(probability), masks, top_share=0.02)
+    assert float(loss) == pytest.approx((-math.log(0.9) - math.log(0.1)) / 2, rel=1e-4)
+    # The false lesion on image 1 is what costs: cleared, only the lesion image's small loss is left.
+    probability[1] = 0.1
+    cleared = presence_loss(logits_for(probability), masks, top_share=0.02)
+    assert float(cleared) == pytest.approx((-math.log(0.9) - math.log(0.9)) / 2, rel=1e-4)
+    config = load_preset("edge").replace(presence_weight=0.5)
+    outputs = {SEG_LOGITS: logits_for(probability), CLS_LOGITS: torch.randn(2, 2)}
+    with_term, parts = multitask_loss(outputs, masks, torch.tensor([0, -1]), config)
+    without, _ = multitask_loss(outputs, masks, torch.tensor([0, -1]), config.replace(presence_weight=0.0))
+    assert float(with_term - without) == pytest.approx(0.5 * parts["presence_loss"], rel=1e-5)
 
 
 def test_the_dice_term_is_added_with_its_weight_and_only_when_asked() -> None:

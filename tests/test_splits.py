@@ -51,3 +51,16 @@ def test_holdout_is_stratified() -> None:
     train, val = stratified_holdout([0] * 80 + [1] * 20, 0.25, seed=0)
     assert len(val) == 25 and sum(1 for i in val if i >= 80) == 5
     assert sorted(train + val) == list(range(100))
+
+
+def test_holdout_keeps_near_duplicates_on_one_side() -> None:
+    """Groups of near-duplicates go whole to training or to validation; the class shares still hold."""
+    labels = [0] * 80 + [1] * 20
+    groups = [i // 4 for i in range(100)]  # 25 groups of 4 (a group never mixes classes here)
+    train, val = stratified_holdout(labels, 0.25, seed=3, groups=groups)
+    assert sorted(train + val) == list(range(100))
+    held = {groups[i] for i in val}
+    assert not held & {groups[i] for i in train}
+    assert len(val) == 25 - 1 and sum(1 for i in val if i >= 80) == 4  # 5 of 20 would split a group: 4 kept
+    # Without groups (or with every image its own group) it is the plain stratified split, unchanged.
+    assert stratified_holdout(labels, 0.25, seed=3) == stratified_holdout(labels, 0.25, seed=3, groups=list(range(100)))

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -20,7 +21,7 @@ def tiny_config(**changes: object) -> TrainConfig:
     # the resume test changes --epochs, which moves a schedule's curve (tests/test_recipe.py tests that).
     base = load_preset("edge").replace(image_size=64, decoder_channels=(32, 16, 16, 8), batch_size=4,
                                        val_fraction=0.0, device="cpu", lr=1e-4, lr_schedule="constant",
-                                       dice_weight=0.0, balance_classes=False)
+                                       dice_weight=0.0, presence_weight=0.0, balance_classes=False)
     return base.replace(**changes)
 
 
@@ -107,3 +108,19 @@ def test_checkpoints_are_loaded_as_data_not_code(tmp_path: Path, capsys: pytest.
 def test_sync_bn_on_cpu_is_refused_with_a_reason(tmp_path: Path) -> None:
     with pytest.raises(CosaEdgeError, match="SyncBatchNorm"):
         train(tiny_config(sync_batchnorm=True), make_phantom_dataset(4, size=(64, 64)), tmp_path, progress=False)
+
+
+def test_validation_split_keeps_near_duplicates_with_their_twins() -> None:
+    """BUSI saves some lesions twice; a validation image whose twin trains would make the validation split (on
+    which presence, temperature and the out-of-distribution threshold are chosen) easier than new patients."""
+    import dataclasses
+
+    from cosa_edge.train.loop import split_validation
+
+    originals = make_phantom_dataset(20, seed=9, size=(64, 64))
+    twins = [dataclasses.replace(s, name=s.name + " copy", image=np.clip(s.image.astype(int) + 3, 0, 255).astype(np.uint8))
+             for s in originals]
+    train_part, validation = split_validation(originals + twins, tiny_config(val_fraction=0.3))
+    assert validation and train_part
+    trained = {s.name.removesuffix(" copy") for s in train_part}
+    assert not trained & {s.name.removesuffix(" copy") for s in validation}

@@ -8,6 +8,7 @@ prevents that.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,16 +93,39 @@ def stratified_folds(labels: list[int], k: int = 5, seed: int = 0, groups: list[
     return folds
 
 
-def stratified_holdout(labels: list[int], fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
-    """(train, validation) indices with ``fraction`` of each class held out."""
+def stratified_holdout(labels: list[int], fraction: float, seed: int = 0,
+                       groups: list[int] | None = None) -> tuple[list[int], list[int]]:
+    """(train, validation) indices with ``fraction`` of each class held out; members of one group stay together.
+
+    A group (near-duplicate images) goes to one side whole, so that no validation image has a near-copy in
+    training: a validation split with such copies is easier than new patients, and what is chosen on it (the
+    presence threshold, the temperature, the out-of-distribution threshold) would be tuned to the wrong images.
+    A group counts for the class most of its members have. Without groups every index is its own group, and
+    the split is the plain stratified one.
+    """
     rng = np.random.default_rng(seed)
+    groups = list(range(len(labels))) if groups is None else list(groups)
+    members: dict[int, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    by_class: dict[int, list[int]] = {}
+    for group, indices in members.items():
+        label = Counter(labels[i] for i in indices).most_common(1)[0][0]
+        by_class.setdefault(label, []).append(group)
     validation: list[int] = []
-    for label in sorted(set(labels)):
-        indices = [i for i, value in enumerate(labels) if value == label]
-        rng.shuffle(indices)
-        validation.extend(indices[: int(round(len(indices) * fraction))])
-    held = set(validation)
-    return [i for i in range(len(labels)) if i not in held], sorted(validation)
+    for label in sorted(by_class):
+        group_ids = by_class[label]
+        rng.shuffle(group_ids)
+        wanted = int(round(sum(len(members[g]) for g in group_ids) * fraction))
+        held = 0
+        for group in group_ids:
+            if held >= wanted:
+                break
+            if held + len(members[group]) <= wanted:  # a group too big for what is left waits for smaller ones
+                validation.extend(members[group])
+                held += len(members[group])
+    held_out = set(validation)
+    return [i for i in range(len(labels)) if i not in held_out], sorted(validation)
 
 
 def fold_part(samples: list[Sample], folds_file: Path, index: int, part: str) -> list[Sample]:
