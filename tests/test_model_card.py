@@ -89,6 +89,21 @@ def test_cross_validation_figures_with_their_spread() -> None:
     assert "the figures do not describe it" in build_model_card(phantom, PAYLOAD, read_cv_results(BUSI_CV, "mtl_cosa"))
 
 
+def test_a_run_with_lesion_free_images_puts_presence_calibration_and_the_gate_on_the_card() -> None:
+    """docs/busi-cv-normal-recipe: trained with BUSI's normal images; docs/busi-cv (without them) has no presence."""
+    with_normal = REPO / "docs" / "busi-cv-normal-recipe" / "results.json"
+    folds = json.loads(with_normal.read_text())["results"]["mtl_cosa"]["folds"]
+    specificity = [f["presence"]["specificity"] * 100 for f in folds]
+    card = build_model_card(_metadata(), PAYLOAD, read_cv_results(with_normal, "mtl_cosa"))
+    assert (f"| Lesion presence: lesion-free images called lesion-free (%) | 61.0 ± 12.3 | "
+            f"{min(specificity):.1f}–{max(specificity):.1f} | 5 |") in card
+    assert "| Lesion presence: lesion images that keep their lesion (%) | 94.0 ± 4.8 |" in card
+    assert "| Expected calibration error of the class probabilities, unscaled (%) | 8.8 ± 2.0 |" in card
+    assert "| Held-out images the out-of-distribution gate lets through (%) | 98.6 ± 1.2 |" in card
+    without = build_model_card(_metadata(), PAYLOAD, read_cv_results(BUSI_CV, "mtl_cosa"))
+    assert "Lesion presence:" not in without
+
+
 def test_bad_cross_validation_results_are_refused(tmp_path: Path) -> None:
     with pytest.raises(CosaEdgeError, match="holds no cross-validation of mtl_sa .*it has mtl_cosa"):
         read_cv_results(BUSI_CV, "mtl_sa")

@@ -12,7 +12,7 @@ import pytest
 from cosa_edge.data.imageio import read_frame, to_grey_uint8
 from cosa_edge.data.phantom import make_phantom, make_phantom_dataset
 from cosa_edge.stream.postprocess import frame_roi
-from cosa_edge.stream.quality import BLANK, COLOUR, FROZEN, QualityGate
+from cosa_edge.stream.quality import BLANK, COLOUR, FROZEN, QualityGate, colour_sample, colour_share
 
 
 def _bgr(grey: np.ndarray) -> np.ndarray:
@@ -66,6 +66,18 @@ def test_colour_inside_the_region_of_interest() -> None:
     frame = _bgr(image)
     frame[:, 200:] = (0, 200, 255)
     assert gate.check(frame, (0, 0, 200, 256)) is None
+
+
+def test_the_colour_check_of_a_scanner_sized_frame_samples_it_and_finds_the_same_share() -> None:
+    image = make_phantom(5, size=(480, 640)).image
+    doppler = _jpeg(_doppler(image))
+    assert colour_sample(doppler).shape[:2] == (120, 160)  # every 4th pixel
+    assert colour_share(colour_sample(doppler), 80) == pytest.approx(colour_share(doppler, 80), rel=0.1)
+    gate = QualityGate()
+    for side, expected in ((56, COLOUR), (24, None)):  # a colour box of 1.0% and of 0.19% of the frame
+        frame = _bgr(image)
+        frame[200:200 + side, 300:300 + side] = (40, 60, 220)
+        assert gate.check(_jpeg(frame, 80), (0, 0, 640, 480)) == expected
 
 
 def test_busi_images_pass_the_gate(busi_path: Path) -> None:

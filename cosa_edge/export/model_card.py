@@ -61,7 +61,8 @@ DATA_DESCRIPTIONS = {
     "folder": "a user-supplied folder of images and masks; its provenance is not recorded",
 }
 
-#: The cross-validation figures a card reports: (section in a fold's metrics, key, label, shown as a percentage).
+#: The cross-validation figures a card reports: (section in a fold's metrics, dotted where nested; key; label;
+#: shown as a percentage). Figures a run did not measure (presence without lesion-free images) are left out.
 CV_METRICS = (
     ("segmentation", "DSC", "Dice (DSC), per image", True),
     ("segmentation", "mIoU", "mIoU (lesion and background), per image", True),
@@ -73,7 +74,19 @@ CV_METRICS = (
     ("classification_clinical", "NPV", "NPV", True),
     ("classification_clinical", "ACC", "Accuracy", True),
     ("", "auc", "AUC (benign vs malignant)", False),
+    ("presence", "sensitivity", "Lesion presence: lesion images that keep their lesion", True),
+    ("presence", "specificity", "Lesion presence: lesion-free images called lesion-free", True),
+    ("calibration.before", "ece", "Expected calibration error of the class probabilities, unscaled", True),
+    ("calibration.after", "ece", "Expected calibration error, temperature-scaled (as the model reports them)", True),
+    ("out_of_distribution", "kept", "Held-out images the out-of-distribution gate lets through", True),
 )
+
+
+def _fold_figure(fold: dict[str, Any], section: str, key: str) -> Any:
+    node: Any = fold
+    for part in [p for p in section.split(".") if p]:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node.get(key) if isinstance(node, dict) else None
 
 
 def card_path(model_path: Path) -> Path:
@@ -131,7 +144,7 @@ def read_cv_results(path: Path, architecture: str) -> CvSummary:
     folds = results[architecture].get("folds") or []
     rows = []
     for section, key, label, percent in CV_METRICS:
-        values = [_finite(fold.get(key) if not section else fold.get(section, {}).get(key)) for fold in folds]
+        values = [_finite(_fold_figure(fold, section, key)) for fold in folds]
         present = tuple(v for v in values if v is not None)
         if present:
             rows.append(CvRow(label, present, percent))

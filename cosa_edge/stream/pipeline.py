@@ -53,9 +53,12 @@ class PipelineStats:
     frames_read: int = 0
     frames_processed: int = 0
     frames_skipped: int = 0
+    frames_rejected: int = 0  # by the quality gate: processed, but never given to the engine
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
-    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {"preprocess": [], "inference": [], "postprocess": []})
+    # decode: offline only (in real time the reader thread waits for the source's own pace).
+    stage_ms: dict[str, list[float]] = field(
+        default_factory=lambda: {"decode": [], "preprocess": [], "inference": [], "postprocess": []})
     stopped_early: str | None = None
     interrupted: bool = False
 
@@ -168,11 +171,18 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
 
     def read_inline() -> Iterator[tuple[Frame, Roi, np.ndarray | None, str | None]]:
         """Offline: decode and prepare in the inference thread, one frame when it is asked for."""
-        for frame in source:
-            if stop.is_set():
-                return
-            stats.frames_read += 1
-            yield prepare(frame)
+        frames = iter(source)
+        try:
+            while True:
+                t0 = time.perf_counter()
+                frame = next(frames, None)
+                if frame is None or stop.is_set():
+                    break
+                stats.stage_ms["decode"].append((time.perf_counter() - t0) * 1e3)
+                stats.frames_read += 1
+                yield prepare(frame)
+        finally:
+            frames.close()  # the source's own clean-up (the capture released) runs now, not at garbage collection
         stats.stopped_early = source.stopped_early
 
     def infer() -> None:
@@ -257,6 +267,7 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
             stats.stage_ms["postprocess"].append((time.perf_counter() - t0) * 1e3)
             stats.latencies_ms.append(latency)
             stats.frames_processed += 1
+            stats.frames_rejected += rejected is not None
             if progress is not None:
                 progress(1)
     except KeyboardInterrupt:

@@ -60,9 +60,25 @@ class QualityGate:
             return BLANK
         if frozen:
             return FROZEN
-        if region.ndim == 3 and colour_share(region, self.colour_saturation) > self.max_colour_share:
+        if region.ndim == 3 and colour_share(colour_sample(region), self.colour_saturation) > self.max_colour_share:
             return COLOUR
         return None
+
+
+#: The colour check looks at every k-th pixel of each row and column, k chosen to leave about this many on the
+#: shorter side. A colour-flow box worth rejecting (0.5% of the region or more) is a blob tens of pixels across,
+#: which a sample every few pixels measures as well as the whole frame; the HSV conversion of a full 640x480
+#: frame took 0.7 ms, as much as the rest of a frame's preparation, where this takes 0.06.
+COLOUR_SAMPLE_SIDE = 120
+
+
+def colour_sample(region_bgr: np.ndarray) -> np.ndarray:
+    """Every k-th pixel of the region (nearest-neighbour), k such that about COLOUR_SAMPLE_SIDE remain across."""
+    height, width = region_bgr.shape[:2]
+    step = max(1, min(height, width) // COLOUR_SAMPLE_SIDE)
+    if step == 1:
+        return region_bgr
+    return cv2.resize(region_bgr, (max(1, width // step), max(1, height // step)), interpolation=cv2.INTER_NEAREST)
 
 
 def colour_share(region_bgr: np.ndarray, saturation_threshold: int) -> float:
