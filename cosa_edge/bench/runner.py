@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from ..contract import CLASS_OUTPUT, LESION_OUTPUT, stack_frames
 from ..data import resize_grey
 from ..data.phantom import make_phantom
 from ..engines.base import Engine
+from ..progress import progress_bar
 from ..stream.postprocess import frame_roi, summarise
 from .stats import LatencySummary, summarise_latencies
 
@@ -95,7 +95,7 @@ def bench_engines(engines: Sequence[Engine], batch_sizes: list[int], warmup: int
             engine.warmup(warmup, batch_size)
         samples: list[dict[str, list[float]]] = [{} for _ in engines]
         turns = rounds if duration else max(1, min(rounds, iterations))
-        bar = tqdm(total=None if duration else iterations * len(engines), unit="it", leave=False,
+        bar = progress_bar(total=None if duration else iterations * len(engines), unit="it", leave=False,
                    desc=f"batch {batch_size}: " + " vs ".join(e.path.name for e in engines), disable=not progress)
         for round_index in range(turns):
             order = [(round_index + k) % len(engines) for k in range(len(engines))]

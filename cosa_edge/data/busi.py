@@ -15,10 +15,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .. import CLASS_NAMES, NO_LESION, NO_LESION_NAME
 from ..errors import CosaEdgeError
+from ..progress import progress_bar
 from .imageio import read_grey, union_of_masks
 from .sample import Sample
 
@@ -60,7 +59,7 @@ def load_busi(path: Path, progress: bool = True, include_normal: bool = False) -
         raise CosaEdgeError(f"BUSI folder {root} has no images in benign/ or malignant/")
 
     samples = []
-    for image_path, label in tqdm(image_paths, desc="reading BUSI", unit="img", disable=not progress, leave=False):
+    for image_path, label in progress_bar(image_paths, desc="reading BUSI", unit="img", disable=not progress, leave=False):
         image = read_grey(image_path)
         mask_paths = sorted(image_path.parent.glob(f"{glob_escape(image_path.stem)}_mask*.png"))
         mask_paths = [p for p in mask_paths if _MASK_SUFFIX.search(p.stem) and p.stem.startswith(image_path.stem + "_mask")]

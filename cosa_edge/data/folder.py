@@ -10,10 +10,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .. import CLASS_NAMES
 from ..errors import CosaEdgeError
+from ..progress import progress_bar
 from .imageio import read_grey, read_mask
 from .sample import Sample
 
@@ -42,7 +41,7 @@ def load_folder(path: Path, progress: bool = True) -> list[Sample]:
         raise CosaEdgeError(f"{labels_path} needs the columns image and label and at least one row")
 
     samples = []
-    for row in tqdm(rows, desc="reading folder", unit="img", disable=not progress, leave=False):
+    for row in progress_bar(rows, desc="reading folder", unit="img", disable=not progress, leave=False):
         stem = Path(row["image"]).stem
         image_path = next((root / "images" / (stem + s) for s in TRAINING_IMAGE_SUFFIXES
                            if (root / "images" / (stem + s)).is_file()), None)

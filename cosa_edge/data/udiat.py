@@ -11,10 +11,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .._optional import require
 from ..errors import CosaEdgeError
+from ..progress import progress_bar
 from .imageio import read_grey, read_mask
 from .sample import Sample
 
@@ -58,7 +57,7 @@ def load_udiat(path: Path, progress: bool = True) -> list[Sample]:
         raise CosaEdgeError(f"label sheet {sheets[0]} needs the columns Image and Type (Benign/Malignant)")
 
     samples = []
-    for row in tqdm(rows, desc="reading Dataset B", unit="img", disable=not progress, leave=False):
+    for row in progress_bar(rows, desc="reading Dataset B", unit="img", disable=not progress, leave=False):
         label = _TYPE_TO_LABEL.get(row["Type"].lower())
         if label is None:
             raise CosaEdgeError(f"{sheets[0]}: image {row['Image']} has Type {row['Type']!r}; expected Benign or Malignant")

@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from tqdm import tqdm
 
 from .. import __version__
 from ..contract import INTENDED_USE
@@ -17,6 +16,7 @@ from ..data.folder import IMAGE_SUFFIXES
 from ..engines.base import Engine
 from ..errors import CosaEdgeError
 from ..presence import DEFAULT_MIN_LESION_SHARE
+from ..progress import progress_bar
 from .auto_roi import find_imaging_region
 from .dicom_results import FrameMeasurement, write_measurement_report, write_segmentation
 from .pipeline import PipelineStats, run_pipeline
@@ -154,7 +154,7 @@ def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Pa
         header = audit_header(engine, source_spec, info.kind, settings)
         # Every frame record names the engine's hash too, so that a record read alone still says what made it.
         records = JsonlSink(results, header=header, fields={"engine_sha256": header["engine_sha256"]})
-    bar = tqdm(total=info.frame_count, unit="frame", desc="inferring", disable=not progress, smoothing=0.1)
+    bar = progress_bar(total=info.frame_count, unit="frame", desc="inferring", disable=not progress, smoothing=0.1)
 
     def on_result(frame, result, overlay) -> None:  # noqa: ANN001
         if video is not None:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from .. import BENIGN, NO_LESION
 from ..calibration import apply_temperature, reliability
@@ -29,6 +28,7 @@ from ..data.splits import near_duplicate_groups, stratified_folds
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..metrics import segmentation_metrics_one
+from ..progress import progress_bar
 from ..report.paired import COMPARED, REFERENCE, compare_records, paired_markdown
 from ..report.reliability import fold_reliabilities, plot_reliability
 from ..report.roc import plot_roc
@@ -116,7 +116,7 @@ def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, o
         per_fold: list[dict[str, Any]] = []
         labels_all: list[np.ndarray] = []
         scores_all: list[np.ndarray] = []
-        for fold in tqdm(fold_list, desc=f"cross-validating {architecture}", unit="fold", disable=not progress):
+        for fold in progress_bar(fold_list, desc=f"cross-validating {architecture}", unit="fold", disable=not progress):
             fold_dir = out_dir / architecture / f"fold{fold['index']}"
             metrics_file = fold_dir / "metrics.json"
             if not metrics_file.exists():

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .. import BENIGN
 from ..data import Sample, preprocess
@@ -17,6 +16,7 @@ from ..metrics import (auc, classification_metrics, clinical_metrics, mean_segme
                        segmentation_metrics_one)
 from ..model import CLS_LOGITS, FEATURES, SEG_LOGITS
 from ..presence import DEFAULT_MIN_LESION_SHARE, lesion_share, presence_metrics
+from ..progress import progress_bar
 
 
 @dataclass
@@ -46,7 +46,7 @@ def predict(model: nn.Module, samples: list[Sample], image_size: int, device: to
     masks: list[np.ndarray] = []
     tasks = getattr(model, "tasks", ())
     starts = range(0, len(samples), batch_size)
-    for start in tqdm(starts, desc="evaluating", unit="batch", disable=not progress, leave=False):
+    for start in progress_bar(starts, desc="evaluating", unit="batch", disable=not progress, leave=False):
         chunk = samples[start:start + batch_size]
         batch = torch.from_numpy(np.stack([preprocess(s.image, image_size) for s in chunk])).to(device)
         outputs = model(batch)

@@ -38,6 +38,7 @@ from ..fileio import atomic_write_json, atomic_write_text, json_safe
 from ..model import CLS_LOGITS, SEG_LOGITS, build_model
 from ..ood import choose_threshold, fit_gaussian, mahalanobis
 from ..presence import DEFAULT_MIN_LESION_SHARE, choose_min_lesion_share
+from ..progress import progress_bar
 from .checkpoint import add_to_checkpoint, load_checkpoint, parameters_sha256, save_checkpoint
 from .dataset import SegClsDataset
 from .distributed import DistContext, resolve_device
@@ -337,7 +338,7 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
         dataset.set_epoch(epoch)
         totals: dict[str, float] = {}
         n_steps = max(len(loader), 1)
-        batches = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
+        batches = progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
                        disable=not (progress and ctx.is_main))
         for step, (images, masks, labels) in enumerate(batches):
             for group in optimizer.param_groups:
