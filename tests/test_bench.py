@@ -55,7 +55,8 @@ class DriftingEngine(FakeEngine):
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         self.load[0] += 1
         self.log.append(self.name)
-        self.delay = 0.001 * (1 + 0.1 * self.load[0])
+        # Tens of milliseconds, so that a busy machine's scheduling noise (a millisecond or so) stays small beside it.
+        self.delay = 0.01 * (1 + 0.1 * self.load[0])
         return super()._infer(batch)
 
 
@@ -89,7 +90,7 @@ def test_pipeline_and_engine_alone_take_turns_over_the_same_frames(tmp_path: Pat
     assert log == ["pipeline", "engine", "engine", "pipeline", "pipeline", "engine"]
     assert engine.calls == 3 * 10 + 3 * 10  # as many engine calls alone as in the pipeline, batch 1
     assert pipeline["frames"] == 10 and len(pipeline["rounds"]) == 3
-    assert all(25 < r["engine_only_fps"] <= 50 for r in pipeline["rounds"])
+    assert all(15 < r["engine_only_fps"] <= 50 for r in pipeline["rounds"])  # sleeps overshoot on a busy machine
     ratios = sorted(r["pipeline_fps"] / r["engine_only_fps"] for r in pipeline["rounds"])
     assert pipeline["ratio"] == pytest.approx(ratios[1]) and pipeline["ratio_range"] == pytest.approx([ratios[0], ratios[2]])
     # The pipeline does the engine's work and more: it cannot be much faster than the engine alone.
