@@ -72,8 +72,9 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The paper's loss and a constant rate (not the edge preset's BUSI recipe): the tests' expectations of this
     # model's masks and verdicts on phantoms were set with them.
     config = load_preset("edge").replace(lr_schedule="constant", dice_weight=0.0, presence_weight=0.0,
-                                         balance_classes=False, image_size=64, decoder_channels=(32, 16, 16, 8), epochs=15, batch_size=8,
-                                         lr=1e-3, val_fraction=0.0, device="cpu", save_every=100)
+                                         balance_classes=False, image_size=64, decoder_channels=(32, 16, 16, 8),
+                                         epochs=15, batch_size=8, lr=1e-3, val_fraction=0.0, device="cpu",
+                                         save_every=100)
     train(config, make_phantom_dataset(24, seed=11, size=(64, 64)), run, progress=False)
     return run / "last.pt"
 
