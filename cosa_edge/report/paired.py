@@ -168,9 +168,9 @@ def paired_markdown(comparisons: dict[str, list[PairedTest]], reference: str) ->
              "|---|---|---|---|---|---|---|---|---|"]
     for other, tests in comparisons.items():
         for t in tests:
-            scale, unit = (1.0, "") if t.metric == "AUC" else (100.0, "")
-            lines.append(f"| {other} | {t.metric} | {t.n} | {scale * t.value_a:.{3 if t.metric == 'AUC' else 1}f} | "
-                         f"{scale * t.value_b:.{3 if t.metric == 'AUC' else 1}f} | "
-                         f"{scale * t.difference:+.{3 if t.metric == 'AUC' else 1}f}{unit} | {t.test} | "
+            # AUC as a fraction to 3 places; Dice and accuracy in percent to 1.
+            scale, digits = (1.0, 3) if t.metric == "AUC" else (100.0, 1)
+            lines.append(f"| {other} | {t.metric} | {t.n} | {scale * t.value_a:.{digits}f} | "
+                         f"{scale * t.value_b:.{digits}f} | {scale * t.difference:+.{digits}f} | {t.test} | "
                          f"{t.p_value:.3g} | {'yes' if t.real else 'no'} |")
     return "\n".join(lines) + "\n"
