@@ -21,10 +21,22 @@ def _is_terminal(stream: Any) -> bool:
         return False
 
 
+class _LogBar(tqdm):
+    """A bar writing to a log: a new postfix (a batch's loss, say) waits for the next timed redraw.
+
+    tqdm's set_postfix redraws at once by default, which undid the interval: training's per-batch loss
+    still wrote a line a batch into cross-validation logs.
+    """
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = False, **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh=refresh, **kwargs)
+
+
 def progress_bar(iterable: Iterable[Any] | None = None, **options: Any) -> tqdm:
     """tqdm with its usual options; on a stream that is not a terminal it redraws every LOG_INTERVAL_S at most."""
-    if not _is_terminal(options.get("file") or sys.stderr):
-        options.setdefault("mininterval", LOG_INTERVAL_S)
-        options.setdefault("maxinterval", LOG_INTERVAL_S)
-        options.setdefault("ascii", True)  # block characters become noise in a plain-text log
-    return tqdm(iterable, **options)
+    if _is_terminal(options.get("file") or sys.stderr):
+        return tqdm(iterable, **options)
+    options.setdefault("mininterval", LOG_INTERVAL_S)
+    options.setdefault("maxinterval", LOG_INTERVAL_S)
+    options.setdefault("ascii", True)  # block characters become noise in a plain-text log
+    return _LogBar(iterable, **options)

@@ -42,3 +42,16 @@ def test_options_given_by_the_caller_win_and_a_stream_without_isatty_counts_as_a
     bar = progress_bar(total=10, file=bare, ascii=False)
     assert bar.mininterval == 60.0 and bar.ascii is False
     bar.close()
+
+
+def test_a_new_postfix_each_step_does_not_redraw_a_log() -> None:
+    # Training sets the batch's loss as the postfix every batch; tqdm redraws on set_postfix by default.
+    log, terminal = io.StringIO(), Terminal()
+    for bar, stream in ((progress_bar(range(200), file=log, miniters=1), log),
+                        (progress_bar(range(200), file=terminal, miniters=1, mininterval=0), terminal)):
+        for step in bar:
+            bar.set_postfix(loss=f"{1 / (step + 1):.4f}")
+        bar.close()
+    assert redraws(log) <= 3
+    assert "loss=0.0050" in log.getvalue()  # the last postfix is in the closing line
+    assert redraws(terminal) > 200  # a terminal still shows every loss as it comes
