@@ -654,6 +654,9 @@ def infer(source: str, engine_path: str | None, backend: str | None, server: str
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Seconds per measurement instead of --iterations.")
 @click.option("--video", help="Also measure the streaming pipeline on this video: end-to-end frames/s and latency, "
               "against the first engine alone over as many frames, the two taking turns in --rounds rounds.")
+@click.option("--annotated-video/--no-annotated-video", default=True, show_default=True,
+              help="With --video: the pipeline also draws and encodes the annotated video, as `infer --out` does; "
+              "--no-annotated-video measures it writing the JSONL results only, as a headless deployment runs.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for ONNX Runtime and PyTorch.")
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
               help="The engines take turns in this many rounds, so that drifting machine load falls on all alike.")
@@ -663,8 +666,8 @@ def infer(source: str, engine_path: str | None, backend: str | None, server: str
               "(images held out from that fold's training).")
 def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurrency: str, tls_ca: str | None,
           baseline: str | None, report_dir: str, batches: str, warmup: int, iterations: int,
-          duration: float | None, video: str | None, threads: int | None, rounds: int, check_data: str | None,
-          split: str | None) -> None:
+          duration: float | None, video: str | None, annotated_video: bool, threads: int | None, rounds: int,
+          check_data: str | None, split: str | None) -> None:
     """Latency of engines side by side: percentiles, stages, throughput, ratios, and a report folder.
 
     All engines (and the --baseline checkpoint, run as PyTorch eager FP32) are loaded together and
@@ -691,6 +694,8 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
 
     if split and not check_data:
         raise CosaEdgeError("--split chooses images of --check-data; give --check-data too")
+    if not annotated_video and not video:
+        raise CosaEdgeError("--no-annotated-video says how to run the pipeline of --video; give --video too")
     if server:
         if baseline or video or check_data:
             raise CosaEdgeError("--server load-tests a server; --baseline, --video and --check-data are for local engines")
@@ -726,7 +731,8 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
         pipeline = None
         if video:
             measured = opened[1] if baseline else opened[0]
-            pipeline = bench_pipeline(measured, video, batch_size=batch_sizes[0], rounds=rounds)
+            pipeline = bench_pipeline(measured, video, batch_size=batch_sizes[0], rounds=rounds,
+                                      annotated_video=annotated_video)
     attach_ratios(results, baseline_results)
     method = {"warmup": warmup, "iterations": None if duration else iterations, "duration": duration,
               "rounds": rounds if len(opened) > 1 else 1, "batch_sizes": batch_sizes, "threads": threads}

@@ -97,6 +97,28 @@ def test_pipeline_and_engine_alone_take_turns_over_the_same_frames(tmp_path: Pat
     assert 0.3 < pipeline["ratio"] < 1.1
 
 
+def test_the_pipeline_can_be_measured_without_the_annotated_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--no-annotated-video: the pipeline writes the JSONL only. Real: the pipeline and the video; the engine is the
+    20 ms sleep of FakeEngine; infer_source is wrapped only to record which outputs each round asked for."""
+    import cosa_edge.stream.run as run
+    from cosa_edge.data.phantom import write_sweep_video
+
+    video = write_sweep_video(tmp_path / "v.avi", seed=3, frames=6, size=(96, 128), fps=100)
+    real, asked = run.infer_source, []
+
+    def recording(source: str, engine: object, out: Path | None, results: Path | None, **options: object) -> object:
+        asked.append((out, results))
+        return real(source, engine, out, results, **options)
+
+    monkeypatch.setattr(run, "infer_source", recording)
+    headless = bench_pipeline(FakeEngine(delay=0.02), str(video), rounds=2, settle_s=0.0, annotated_video=False)
+    assert [out for out, _ in asked] == [None, None] and all(results is not None for _, results in asked)
+    assert headless["annotated_video"] is False and headless["frames"] == 6
+    asked.clear()
+    annotated = bench_pipeline(FakeEngine(delay=0.02), str(video), rounds=1, settle_s=0.0)
+    assert asked[0][0] is not None and asked[0][0].suffix == ".mp4" and annotated["annotated_video"] is True
+
+
 def test_cli_infer_and_bench(exported_onnx: Path, trained_checkpoint: Path, tmp_path: Path) -> None:
     from cosa_edge.data.phantom import write_sweep_video
 
@@ -194,3 +216,12 @@ def test_the_flop_count_of_a_known_graph(tmp_path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     expected = 2 * (16 * 32 * 32) * (8 * 3 * 3) + 2 * 2 * 16
     assert gflop_per_image(path) == pytest.approx(expected / 1e9)
+
+
+def test_bench_options_that_need_another_are_refused_plainly(tmp_path: Path) -> None:
+    """Checked before any engine opens (the engine file here does not even exist)."""
+    runner = CliRunner()
+    for extra, needed in ((["--no-annotated-video"], "give --video too"), (["--split", "f.json:0"], "give --check-data too")):
+        result = runner.invoke(cli, ["bench", "--engine", str(tmp_path / "none.onnx"), "--report", str(tmp_path / "r"),
+                                     *extra])
+        assert result.exit_code != 0 and needed in result.output and "Traceback" not in result.output

@@ -71,7 +71,9 @@ def markdown_report(results: list[BenchResult], system: dict[str, Any], pipeline
         lines.append(f"| {_label(r)} | {r.batch_size} | " + " | ".join(cells) + " |")
     if pipeline:
         lines += ["", "## Streaming pipeline", "",
-                  f"Video {pipeline['video']}: {pipeline['frames']} frames, end to end {pipeline['fps']:.1f} frames/s "
+                  f"Video {pipeline['video']}: {pipeline['frames']} frames, "
+                  f"{'writing the annotated video and the results' if pipeline.get('annotated_video', True) else 'writing the results (JSONL) only, no annotated video'}, "
+                  f"end to end {pipeline['fps']:.1f} frames/s "
                   f"against {pipeline['engine_only_fps']:.1f} frames/s for the engine alone at batch {pipeline.get('batch_size', 1)} "
                   f"over as many frames: ratio {pipeline['ratio']:.2f} (median of {len(pipeline['rounds'])} rounds, "
                   f"{pipeline['ratio_range'][0]:.2f}-{pipeline['ratio_range'][1]:.2f}; the two taking turns, "
