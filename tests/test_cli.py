@@ -55,6 +55,14 @@ def test_cv_writes_both_tables(tmp_path: Path) -> None:
     mtime = (tmp_path / "cv" / "mtl_cosa" / "fold0" / "last.pt").stat().st_mtime
     code, output = invoke("cv", *TINY, "--folds", "2", "--models", "mtl_cosa,resnet", "--out", str(tmp_path / "cv"))
     assert code == 0 and (tmp_path / "cv" / "mtl_cosa" / "fold0" / "last.pt").stat().st_mtime == mtime
+    assert "earlier command" not in (tmp_path / "cv" / "tables.md").read_text()
+    # A rerun with another setting trains nothing either, and its tables say whose settings the folds had.
+    code, output = invoke("cv", *TINY, "--folds", "2", "--models", "mtl_cosa,resnet", "--lr", "0.05",
+                          "--out", str(tmp_path / "cv"))
+    tables = (tmp_path / "cv" / "tables.md").read_text()
+    assert code == 0 and (tmp_path / "cv" / "mtl_cosa" / "fold0" / "last.pt").stat().st_mtime == mtime
+    assert "Folds trained by an earlier command with other settings" in tables
+    assert "mtl_cosa: lr 0.001 [0.05]" in tables and "resnet: lr 0.001 [0.05]" in tables
 
 
 @pytest.mark.parametrize("args, message", [

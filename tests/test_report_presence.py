@@ -207,3 +207,21 @@ def test_cv_with_normal_images_writes_presence_calibration_and_reliability(tmp_p
     temperature = np.mean([f["calibration"]["temperature"] for f in folds])
     assert _csv(out / "presence.csv")[1][3].startswith(f"{specificity:.2f} ± ")
     assert _csv(out / "calibration.csv")[1][1].startswith(f"{temperature:.2f} ± ")
+
+
+def test_folds_that_decided_alike_share_one_note_whatever_their_figures() -> None:
+    from cosa_edge.report.tables import _fold_notes
+
+    def fold(fitted_on: str) -> dict:
+        return {"calibration": {"temperature": 1.0, "fitted_on": fitted_on}}
+
+    not_kept = ("none: a temperature fitted on 4/5 of the validation: 77 lesion images did not lower the negative "
+                "log-likelihood of the rest (cross-fitted {:.4f} unscaled, 0.3 scaled), so the probabilities stay "
+                "unscaled (the fit on all of them gave T = {:.3f})")
+    folds = [fold(not_kept.format(0.28, 0.77)), fold("validation: 77 lesion images"), fold(not_kept.format(0.35, 0.83))]
+    notes = _fold_notes({"mtl_cosa": {"folds": folds}}, "calibration")
+    assert notes.count("did not lower") == 1 and "(2 folds)" in notes and "validation: 77 lesion images (1 fold)" in notes
+    assert "cross-fitted" not in notes and "each fold's figures: results.json" in notes
+    # Sentences without figures are left as they were, with no pointer.
+    plain = _fold_notes({"mtl": {"folds": [fold("validation: 4 lesion images")] * 2}}, "calibration")
+    assert plain == "- MTL, temperature fitted on: validation: 4 lesion images (2 folds).\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -173,14 +174,27 @@ _FOLD_NOTES: dict[str, tuple[str, Callable[[dict[str, Any]], str | None]]] = {
 }
 
 
+def _without_figures(sentence: str) -> str:
+    """A fold's sentence without its parenthesised figures, so that folds which decided alike count as one."""
+    return re.sub(r"\s+", " ", re.sub(r"\s*\([^()]*\)", "", sentence)).strip()
+
+
 def _fold_sentences(folds: list[dict[str, Any]], extract: Callable[[dict[str, Any]], str | None]) -> str:
-    """The distinct per-fold sentences, with how many folds said each (a default, not a choice, is worth seeing)."""
+    """The distinct per-fold sentences, with how many folds said each (a default, not a choice, is worth seeing).
+
+    Figures in parentheses (a cross-fitted likelihood, a fitted temperature) differ from fold to fold and made
+    five near-identical sentences of five folds; they stay in results.json, and the note says so.
+    """
     counts: dict[str, int] = {}
+    trimmed = False
     for fold in folds:
         sentence = extract(fold)
         if sentence:
-            counts[sentence] = counts.get(sentence, 0) + 1
-    return "; ".join(f"{sentence} ({n} fold{'s' if n > 1 else ''})" for sentence, n in counts.items())
+            short = _without_figures(sentence)
+            trimmed = trimmed or short != sentence
+            counts[short] = counts.get(short, 0) + 1
+    notes = "; ".join(f"{sentence} ({n} fold{'s' if n > 1 else ''})" for sentence, n in counts.items())
+    return notes + (" (each fold's figures: results.json)" if trimmed else "")
 
 
 def build_presence_tables(results: dict[str, dict[str, Any]]) -> dict[str, tuple[list[str], list[list[str]]]]:

@@ -148,6 +148,10 @@ def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, o
                 f"{folds} stratified folds{' (near-duplicates kept in one fold)' if group_duplicates else ''}; "
                 f"encoder {config.model.encoder}, {config.model.image_size}x{config.model.image_size}, "
                 f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}, scored with each fold's last epoch.")
+    departures = recorded_departures(out_dir, architectures, fold_list, config)
+    if departures:
+        preamble += (" Folds trained by an earlier command with other settings (as their config.json records them; "
+                     "this command's value in brackets): " + "; ".join(departures) + ".")
     # The plots come first so that tables.md can show the ones that were drawn.
     plots: list[Path] = []
     figures: list[tuple[str, str]] = []
@@ -162,6 +166,41 @@ def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, o
     files = [*write_tables(results, data_spec, out_dir, preamble=preamble, figures=figures), *plots]
     files += write_paired_comparisons(out_dir, architectures, fold_list)
     return CVResult(out_dir=out_dir, results=results, files=files)
+
+
+#: Settings that do not change what a fold learns: where it ran and how often it saved.
+_NOT_TRAINING_SETTINGS = {"architecture", "device", "num_workers", "save_every"}
+
+
+def _flat_settings(config: dict[str, Any]) -> dict[str, Any]:
+    settings = {k: v for k, v in config.items() if k != "model"}
+    settings.update(config.get("model", {}))
+    return {k: v for k, v in settings.items() if k not in _NOT_TRAINING_SETTINGS}
+
+
+def recorded_departures(out_dir: Path, architectures: list[str], fold_list: list[dict[str, Any]],
+                        config: TrainConfig) -> list[str]:
+    """Per model, the training settings its folds recorded that differ from ``config``.
+
+    cv trains only the folds it lacks, so a table can hold folds trained by an earlier command (VGG-16 at
+    another learning rate, say); the table's preamble must not claim this command's settings for them. A
+    setting an older fold did not record is not guessed.
+    """
+    wanted = _flat_settings(config.to_dict())
+    notes = []
+    for architecture in architectures:
+        recorded: dict[str, set[str]] = {}
+        for fold in fold_list:
+            config_file = out_dir / architecture / f"fold{fold['index']}" / "config.json"
+            if not config_file.exists():
+                continue
+            for key, value in _flat_settings(json.loads(config_file.read_text()).get("config", {})).items():
+                if key in wanted and value != wanted[key]:
+                    recorded.setdefault(key, set()).add(json.dumps(value))
+        if recorded:
+            notes.append(f"{architecture}: " + ", ".join(f"{key} {' or '.join(sorted(values))} [{json.dumps(wanted[key])}]"
+                                                         for key, values in sorted(recorded.items())))
+    return notes
 
 
 def records_with_dice(predictions: Predictions, samples: list[Sample]) -> list[dict[str, Any]]:
