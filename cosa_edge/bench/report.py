@@ -70,9 +70,10 @@ def markdown_report(results: list[BenchResult], system: dict[str, Any], pipeline
         cells = [f"{r.stages_ms[k].median:.3f}" if k in r.stages_ms else "–" for k in _stage_names(results)]
         lines.append(f"| {_label(r)} | {r.batch_size} | " + " | ".join(cells) + " |")
     if pipeline:
+        writing = ("writing the annotated video and the results" if pipeline.get("annotated_video", True)
+                   else "writing the results (JSONL) only, no annotated video")
         lines += ["", "## Streaming pipeline", "",
-                  f"Video {pipeline['video']}: {pipeline['frames']} frames, "
-                  f"{'writing the annotated video and the results' if pipeline.get('annotated_video', True) else 'writing the results (JSONL) only, no annotated video'}, "
+                  f"Video {pipeline['video']}: {pipeline['frames']} frames, {writing}, "
                   f"end to end {pipeline['fps']:.1f} frames/s "
                   f"against {pipeline['engine_only_fps']:.1f} frames/s for the engine alone at batch {pipeline.get('batch_size', 1)} "
                   f"over as many frames: ratio {pipeline['ratio']:.2f} (median of {len(pipeline['rounds'])} rounds, "
