@@ -137,6 +137,8 @@ def test_cli_infer_and_bench(exported_onnx: Path, trained_checkpoint: Path, tmp_
     assert {r["backend"] for r in report["results"]} == {"torch", "onnxruntime"}
     assert report["pipeline"]["frames"] == 12 and report["pipeline"]["fps"] > 0
     assert len(report["pipeline"]["rounds"]) == 5  # --rounds holds for the pipeline comparison too
+    assert report["pipeline"]["annotated_video"] is True
+    assert "writing the annotated video and the results" in (tmp_path / "rep" / "report.md").read_text()
     assert report["method"]["rounds"] == 5 and report["method"]["iterations"] == 3
     onnx_rows = [r for r in report["results"] if r["backend"] == "onnxruntime"]
     assert all(r["ratio_to_baseline"] > 0 for r in onnx_rows)
