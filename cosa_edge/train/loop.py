@@ -339,7 +339,7 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
         totals: dict[str, float] = {}
         n_steps = max(len(loader), 1)
         batches = progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
-                       disable=not (progress and ctx.is_main))
+                               disable=not (progress and ctx.is_main))
         for step, (images, masks, labels) in enumerate(batches):
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * lr_factor(config.lr_schedule, epoch + step / n_steps, config.epochs,
