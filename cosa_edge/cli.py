@@ -579,17 +579,12 @@ def serve(engine_path: str, name: str, host: str, http_port: int, grpc_port: int
               "skip stale frames when the engine falls behind, and report how many.")
 @click.option("--smooth", type=click.FloatRange(0.01, 1.0), default=1.0, show_default=True,
               help="Exponential smoothing of the class probability over frames (1 = off; 0.3 steadies the label).")
-@click.option("--decode-helper/--decode-inline", default=True, show_default=True,
-              help="Offline, decode a DICOM cine in a helper process that runs on the CPU time the engine leaves "
-              "idle (it hands decoding back to the inference thread if the machine is busy with other work); "
-              "--decode-inline decodes between engine calls, in the inference thread.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the engine.")
 @research_use
 def infer(source: str, engine_path: str | None, backend: str | None, server: str | None, model_name: str,
           in_flight: int, tls_ca: str | None, out: str | None, results: str | None, roi: str | None,
           region: int | None, pixel_spacing: str | None, keep_outside_roi: bool, dicom_seg: str | None,
-          dicom_sr: str | None, batch_size: int, realtime: bool, smooth: float, decode_helper: bool,
-          threads: int | None) -> None:
+          dicom_sr: str | None, batch_size: int, realtime: bool, smooth: float, threads: int | None) -> None:
     """Run an engine over ultrasound video, images or DICOM; write an annotated video and per-frame JSONL.
 
     DICOM files (single- and multi-frame) and DICOM series folders are recognised by content: every frame is
@@ -627,9 +622,7 @@ def infer(source: str, engine_path: str | None, backend: str | None, server: str
                              region=region, pixel_spacing_mm=parse_pixel_spacing(pixel_spacing),
                              keep_outside_roi=keep_outside_roi, notify=lambda line: click.echo(line, err=True),
                              dicom_seg=Path(dicom_seg) if dicom_seg else None,
-                             dicom_sr=Path(dicom_sr) if dicom_sr else None, decode_helper=decode_helper)
-    if stats.decoding.fell_back:
-        click.echo(f"note: decoding {stats.decoding.describe()}", err=True)
+                             dicom_sr=Path(dicom_sr) if dicom_sr else None)
     if stats.stopped_early:
         click.echo(f"warning: {stats.stopped_early}", err=True)
     skipped = f", skipped {stats.frames_skipped} stale frames" if realtime else ""
@@ -664,10 +657,6 @@ def infer(source: str, engine_path: str | None, backend: str | None, server: str
 @click.option("--annotated-video/--no-annotated-video", default=True, show_default=True,
               help="With --video: the pipeline also draws and encodes the annotated video, as `infer --out` does; "
               "--no-annotated-video measures it writing the JSONL results only, as a headless deployment runs.")
-@click.option("--decode-helper/--decode-inline", default=True, show_default=True,
-              help="With --video, offline: decode a DICOM cine in a helper process that runs on the CPU time the engine leaves "
-              "idle (it hands decoding back to the inference thread if the machine is busy with other work); "
-              "--decode-inline decodes between engine calls, in the inference thread.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for ONNX Runtime and PyTorch.")
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
               help="The engines take turns in this many rounds, so that drifting machine load falls on all alike.")
@@ -677,8 +666,7 @@ def infer(source: str, engine_path: str | None, backend: str | None, server: str
               "(images held out from that fold's training).")
 def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurrency: str, tls_ca: str | None,
           baseline: str | None, report_dir: str, batches: str, warmup: int, iterations: int,
-          duration: float | None, video: str | None, annotated_video: bool, decode_helper: bool,
-          threads: int | None, rounds: int,
+          duration: float | None, video: str | None, annotated_video: bool, threads: int | None, rounds: int,
           check_data: str | None, split: str | None) -> None:
     """Latency of engines side by side: percentiles, stages, throughput, ratios, and a report folder.
 
@@ -744,7 +732,7 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
         if video:
             measured = opened[1] if baseline else opened[0]
             pipeline = bench_pipeline(measured, video, batch_size=batch_sizes[0], rounds=rounds,
-                                      annotated_video=annotated_video, decode_helper=decode_helper)
+                                      annotated_video=annotated_video)
     attach_ratios(results, baseline_results)
     method = {"warmup": warmup, "iterations": None if duration else iterations, "duration": duration,
               "rounds": rounds if len(opened) > 1 else 1, "batch_sizes": batch_sizes, "threads": threads}

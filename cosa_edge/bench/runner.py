@@ -172,13 +172,11 @@ def _engine_alone_fps(engine: Engine, inputs: list[np.ndarray], frames: int, bat
 
 
 def bench_pipeline(engine: Engine, video: str, batch_size: int = 1, rounds: int = 3, settle_s: float = 0.05,
-                   log: list[str] | None = None, annotated_video: bool = True,
-                   decode_helper: bool = True) -> dict[str, Any]:
+                   log: list[str] | None = None, annotated_video: bool = True) -> dict[str, Any]:
     """The whole streaming path (decode, preprocess, infer, post-process, overlay, encode) against the engine alone.
 
     ``annotated_video=False`` measures the pipeline as a headless or archive-bound deployment runs it: the
-    JSONL results only, no overlay drawn and no video encoded. ``decode_helper=False`` decodes a DICOM cine
-    in the inference thread instead of the helper process (stream/decode_ahead.py), to compare the two.
+    JSONL results only, no overlay drawn and no video encoded.
 
     Measured as the engines are (``bench_engines``): in ``rounds`` rounds, each timing the pipeline over the
     whole video and the engine alone over as many frames, back to back with no pauses in either, the order
@@ -200,8 +198,7 @@ def bench_pipeline(engine: Engine, video: str, batch_size: int = 1, rounds: int 
         def pipeline_run() -> Any:
             # Each round writes over the last: the bench keeps its figures, not the annotated video.
             return infer_source(video, engine, Path(tmp) / "bench.mp4" if annotated_video else None,
-                                Path(tmp) / "bench.jsonl", batch_size=batch_size, progress=False,
-                                decode_helper=decode_helper)
+                                Path(tmp) / "bench.jsonl", batch_size=batch_size, progress=False)
 
         stats = None
         # Round 0 runs the pipeline first, so the engine alone always knows how many frames the video gave.
@@ -214,7 +211,6 @@ def bench_pipeline(engine: Engine, video: str, batch_size: int = 1, rounds: int 
                 if step == "pipeline":
                     stats = pipeline_run()
                     measured["pipeline_fps"] = stats.fps
-                    measured["decoding"] = stats.decoding.describe()
                 else:
                     assert stats is not None
                     # As many frames as the pipeline gave the engine (the quality gate's rejects never reach it).
@@ -225,7 +221,7 @@ def bench_pipeline(engine: Engine, video: str, batch_size: int = 1, rounds: int 
     assert stats is not None
     ratios = [r["ratio"] for r in per_round]
     return {"video": video, "frames": stats.frames_processed, "frames_rejected": stats.frames_rejected,
-            "batch_size": batch_size, "annotated_video": annotated_video, "decode_helper": decode_helper,
+            "batch_size": batch_size, "annotated_video": annotated_video,
             "fps": float(np.median([r["pipeline_fps"] for r in per_round])),
             "engine_only_fps": float(np.median([r["engine_only_fps"] for r in per_round])),
             "ratio": float(np.median(ratios)), "ratio_range": [min(ratios), max(ratios)], "rounds": per_round,

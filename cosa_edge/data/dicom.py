@@ -593,10 +593,8 @@ class DicomImage:
         info = self.info
         return f"DicomImage({info.name!r}, frames={info.frames}, {info.columns}x{info.rows}, {info.photometric})"
 
-    def frames(self, start: int = 0) -> Iterator[tuple[int, float, np.ndarray]]:
-        """(index, timestamp in s, uint8 grey or BGR image), one frame decoded at a time, from frame ``start`` on
-        (the frames before it are passed over undecoded: the streaming pipeline resumes a cine where a helper
-        process left it, stream/decode_ahead.py).
+    def frames(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        """(index, timestamp in s, uint8 grey or BGR image), one frame decoded at a time.
 
         A truncated or partly corrupt multi-frame file yields the frames that decode, then stops and sets
         :attr:`stopped_early`; a file of which no frame decodes is a CosaEdgeError.
@@ -604,13 +602,11 @@ class DicomImage:
         self.stopped_early = None
         name, total = self.info.name, self.info.frames
         _decoder_check(self.dataset.file_meta.get("TransferSyntaxUID"), name)
-        if start >= total:
-            return
         if self._fast_jpeg_agrees():
-            yield from self._fast_jpeg_frames(start=start)
+            yield from self._fast_jpeg_frames()
             return
         pixels = _pixels()
-        index, reason = start, ""
+        index, reason = 0, ""
         try:
             raw = io.FileIO(self.path, "rb")
         except OSError as exc:  # moved or deleted since the header was read
@@ -619,7 +615,7 @@ class DicomImage:
             # From a file object pydicom reads each frame's bytes when it decodes it, so memory holds one frame.
             # Explicit indices make it fetch frame k's bytes while decoding frame k (without them it reads one
             # frame ahead), so a read that the end of the file cuts short belongs to the frame being decoded.
-            decoded = pixels.iter_pixels(reader, indices=range(start, total))
+            decoded = pixels.iter_pixels(reader, indices=range(total))
             try:
                 while index < total:
                     values, reason = self._next_frame(decoded)
@@ -663,9 +659,8 @@ class DicomImage:
                                      and int(difference.max()) <= _FAST_JPEG_MAX_TOLERANCE)
         return self._fast_ok
 
-    def _fast_jpeg_frames(self, check: bool = True, start: int = 0) -> Iterator[tuple[int, float, np.ndarray]]:
-        """The frames' JPEG bytes found by pydicom, read from the file one frame at a time, decoded by OpenCV
-        from frame ``start`` on (the bytes of earlier frames are read past, not decoded)."""
+    def _fast_jpeg_frames(self, check: bool = True) -> Iterator[tuple[int, float, np.ndarray]]:
+        """The frames' JPEG bytes found by pydicom, read from the file one frame at a time, decoded by OpenCV."""
         pydicom = _pydicom()
         from pydicom.encaps import generate_frames
 
@@ -692,9 +687,6 @@ class DicomImage:
                 if reader.cut_short:
                     reason = "the file ends inside this frame (it is truncated)"
                     break
-                if index < start:
-                    index += 1
-                    continue
                 image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
                 if image is None or image.shape[:2] != shape:
                     reason = "the frame could not be decoded (its JPEG data is damaged)"

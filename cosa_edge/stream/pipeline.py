@@ -18,9 +18,6 @@ On a CPU the engine's runtime already keeps every core busy inside each call, an
 decode thread running beside it preempts one of the runtime's workers, which the others
 then wait for at the end of every parallel operator: on the 2-core CPU that cost more
 than decoding itself (docs/deployment.md). Between calls the cores are free anyway.
-A long DICOM cine is decoded instead by a helper process that runs only on the CPU time
-the engine leaves idle, and hands decoding back to the inference thread if it cannot keep
-up (stream/decode_ahead.py).
 
 Real time (``realtime``): a file is read at its own frame rate as a probe would deliver
 it, by its own reader thread (the probe does not wait for the engine), and when the
@@ -43,7 +40,6 @@ from ..contract import CLASS_OUTPUT, LESION_OUTPUT, OOD_OUTPUT, stack_frames
 from ..data import resize_grey
 from ..engines.base import Engine
 from ..presence import DEFAULT_MIN_LESION_SHARE
-from .decode_ahead import DecodeReport, decoded_frames
 from .overlay import draw_overlay
 from .postprocess import FrameResult, ProbabilitySmoother, Roi, frame_roi, summarise
 from .quality import QualityGate
@@ -65,8 +61,6 @@ class PipelineStats:
         default_factory=lambda: {"decode": [], "preprocess": [], "inference": [], "postprocess": []})
     stopped_early: str | None = None
     interrupted: bool = False
-    #: How the frames were decoded (offline DICOM: by a helper process on idle CPU time, stream/decode_ahead.py).
-    decoding: DecodeReport = field(default_factory=DecodeReport)
 
     @property
     def fps(self) -> float:
@@ -112,7 +106,7 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
                  batch_size: int = 1, roi: Roi | None = None, realtime: bool = False, smoothing: float = 1.0,
                  queue_size: int = 8, draw: bool = True, progress: Callable[[int], None] | None = None,
                  quality_gate: bool = True, pixel_spacing_mm: tuple[float, float] | None = None,
-                 keep_outside_roi: bool = False, decode_helper: bool = True) -> PipelineStats:
+                 keep_outside_roi: bool = False) -> PipelineStats:
     """Run ``engine`` over every frame of ``source``; ``on_result(frame, result, overlay)`` gets each in order.
 
     ``roi`` (x, y, w, h) is the region analysed; without it, a DICOM frame's 2D tissue region, else the whole
@@ -120,8 +114,7 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
     region's or Pixel Spacing comes first). ``quality_gate``: frames the model was not made for (blank, frozen,
     colour; out of distribution where the engine scores it) get status "rejected" with a reason and no verdict
     (stream/quality.py). Overlays blank what lies outside a region in force (scanners burn the patient's name
-    into the header bar) unless ``keep_outside_roi``. ``decode_helper``: offline, a DICOM cine is decoded by a
-    helper process on the CPU time the engine leaves idle (stream/decode_ahead.py); False decodes inline.
+    into the header bar) unless ``keep_outside_roi``.
     """
     stats = PipelineStats()
     stop, errors = threading.Event(), []
@@ -178,7 +171,7 @@ def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame
 
     def read_inline() -> Iterator[tuple[Frame, Roi, np.ndarray | None, str | None]]:
         """Offline: decode and prepare in the inference thread, one frame when it is asked for."""
-        frames = decoded_frames(source, stats.decoding, use_helper=decode_helper)
+        frames = iter(source)
         try:
             while True:
                 t0 = time.perf_counter()

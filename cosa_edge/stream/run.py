@@ -117,8 +117,7 @@ def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Pa
                  roi: Roi | str | None = None, realtime: bool = False, smoothing: float = 1.0,
                  progress: bool = True, region: int | None = None, pixel_spacing_mm: tuple[float, float] | None = None,
                  keep_outside_roi: bool = False, notify: Callable[[str], None] | None = None,
-                 dicom_seg: Path | None = None, dicom_sr: Path | None = None,
-                 decode_helper: bool = True) -> PipelineStats:
+                 dicom_seg: Path | None = None, dicom_sr: Path | None = None) -> PipelineStats:
     """Run ``engine`` over a source into an annotated video (``out``) and a JSONL file (``results``).
 
     ``roi``: x, y, w, h, or "auto" to find the imaging area of a screen capture from its first frames; without
@@ -127,8 +126,6 @@ def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Pa
     one-line notes for the user (the region found, regions clamped). For a DICOM file, ``dicom_seg`` (a still)
     receives the lesion mask as a DICOM Segmentation and ``dicom_sr`` (a cine or a still) the lesion's sizes
     per frame as a TID 1500 measurement report, both referencing the source (stream/dicom_results.py).
-    ``decode_helper=False`` decodes a DICOM cine in the inference thread, not in a helper process
-    (stream/decode_ahead.py).
     """
     source = FrameSource(source_spec, region=region)
     info = source.info
@@ -170,8 +167,7 @@ def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Pa
     try:
         stats = run_pipeline(source, engine, on_result, batch_size=batch_size, roi=roi, realtime=realtime,
                              smoothing=smoothing, draw=video is not None, progress=bar.update,
-                             pixel_spacing_mm=pixel_spacing_mm, keep_outside_roi=keep_outside_roi,
-                             decode_helper=decode_helper)
+                             pixel_spacing_mm=pixel_spacing_mm, keep_outside_roi=keep_outside_roi)
     finally:
         bar.close()
         # Closing renames the partial files: whatever was processed, even before an error or Ctrl-C,

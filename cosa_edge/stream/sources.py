@@ -38,17 +38,6 @@ class Frame:
     spacing_mm: tuple[float, float] | None = None
 
 
-@dataclass(frozen=True)
-class DicomCursor:
-    """Where a DICOM source's next frame is: its instance's position in the series and its frame number there,
-    with the series-wide frame index and the clock offset of that instance (one clock over the series)."""
-
-    instance: int = 0
-    frame: int = 0
-    index: int = 0
-    offset: float = 0.0
-
-
 @dataclass
 class SourceInfo:
     kind: str  # video, image, folder, dicom, dicom_series, camera, stream
@@ -123,36 +112,18 @@ class FrameSource:
         spacing = (chosen.spacing_mm if chosen is not None else None) or image.info.pixel_spacing_mm
         return (chosen.roi if chosen is not None else None), spacing
 
-    @property
-    def is_dicom(self) -> bool:
-        return bool(self._dicom)
-
-    @property
-    def region_choice(self) -> int | None:
-        """The 2D tissue region chosen for DICOM frames that hold several (None: the first)."""
-        return self._region_choice
-
-    def dicom_frames(self, start: DicomCursor | None = None) -> Iterator[tuple[Frame, DicomCursor]]:
-        """A DICOM source's frames from ``start`` on, each with the cursor of the frame after it.
-
-        Frames before the cursor are passed over undecoded, so that a reader can take over where another
-        stopped (stream/decode_ahead.py) and number and time every frame as one reader from the start would.
-        """
-        cursor = start or DicomCursor()
-        index, offset = cursor.index, cursor.offset
-        for position in range(cursor.instance, len(self._dicom)):
-            image = self._dicom[position]
+    def _iter_dicom(self) -> Iterator[Frame]:
+        index, offset = 0, 0.0
+        for image in self._dicom:
             region, spacing = self.region_of(image)
-            first = cursor.frame if position == cursor.instance else 0
-            last = image.info.timestamps[first - 1] if 0 < first <= len(image.info.timestamps) else 0.0
-            for frame_number, timestamp, picture in image.frames(start=first):
+            last = 0.0
+            for _, timestamp, picture in image.frames():
                 self.frames_read += 1
                 last = timestamp
-                index += 1
                 # One clock over the series: each instance starts a frame period after the previous one ends.
-                frame = Frame(index - 1, offset + timestamp, picture, instance=image.info.instance_number,
-                              region=region, spacing_mm=spacing)
-                yield frame, DicomCursor(position, frame_number + 1, index, offset)
+                yield Frame(index, offset + timestamp, picture, instance=image.info.instance_number,
+                            region=region, spacing_mm=spacing)
+                index += 1
             if image.stopped_early:
                 self.stopped_early = f"{image.info.name}: {image.stopped_early}"
             offset += last + 1.0 / self.info.fps
@@ -176,8 +147,7 @@ class FrameSource:
 
     def __iter__(self) -> Iterator[Frame]:
         if self._dicom:
-            for frame, _ in self.dicom_frames():
-                yield frame
+            yield from self._iter_dicom()
             return
         if hasattr(self, "_paths"):
             for index, path in enumerate(self._paths):
