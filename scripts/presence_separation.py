@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""How well a cross-validation's masks can tell lesion-free images from lesion images, whatever the threshold.
+
+    python3 scripts/presence_separation.py RUN_DIR [--data busi:../shared/data/busi] [--model mtl_cosa]
+
+For each finished fold of ``cosa-edge cv --include-normal ... --out RUN_DIR``, its last checkpoint is run on its
+test fold, plain and with a horizontal-flip test-time augmentation (the mean of the two lesion probability
+maps), and two presence scores are taken per image: the predicted mask's share of the image (what
+cosa_edge.presence decides on) and the mean lesion probability of its most lesion-like 0.5% of pixels (what
+the training's presence term scores). For each it prints the AUC of lesion against lesion-free images and
+the *oracle* specificity: that of the threshold chosen on the test fold itself to keep 95% of its lesions.
+The oracle is an upper bound for any threshold chosen on validation data; issue #9's target needs 90%.
+
+Training side (torch); a diagnostic, not part of the package. Prints one JSON line per fold and score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cosa_edge.data import load_dataset  # noqa: E402
+from cosa_edge.data.preprocess import preprocess  # noqa: E402
+from cosa_edge.metrics import auc, roc_curve  # noqa: E402
+from cosa_edge.train.checkpoint import load_model  # noqa: E402
+from cosa_edge.train.cv import _fold_indices  # noqa: E402
+
+TARGET_SENSITIVITY = 0.95
+TOP_SHARE = 0.005
+
+
+def lesion_maps(model: torch.nn.Module, images: list[np.ndarray], size: int, flip: bool) -> list[np.ndarray]:
+    """Each image's lesion probability at the model's input size (with ``flip``, averaged with its mirror's)."""
+    maps: list[np.ndarray] = []
+    with torch.no_grad():
+        for start in range(0, len(images), 16):
+            batch = torch.from_numpy(np.stack([preprocess(image, size) for image in images[start:start + 16]]))
+            probability = torch.softmax(model(batch)["seg_logits"].float(), dim=1)[:, 1]
+            if flip:
+                mirrored = torch.softmax(model(torch.flip(batch, [-1]))["seg_logits"].float(), dim=1)[:, 1]
+                probability = (probability + torch.flip(mirrored, [-1])) / 2
+            maps.extend(probability.numpy())
+    return maps
+
+
+def oracle_specificity(scores: np.ndarray, has_lesion: np.ndarray) -> float:
+    """Specificity at the highest threshold that keeps TARGET_SENSITIVITY of the lesions (chosen on these very images)."""
+    lesions = np.sort(scores[has_lesion])
+    threshold = lesions[len(lesions) - int(np.ceil(TARGET_SENSITIVITY * len(lesions)))]
+    return float((scores[~has_lesion] < threshold).mean())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--data", default="busi:../shared/data/busi")
+    parser.add_argument("--model", default="mtl_cosa")
+    args = parser.parse_args()
+    folds = json.loads((args.run_dir / "folds.json").read_text())["folds"]
+    samples = load_dataset(args.data, progress=False, include_normal=True)
+    for fold in folds:
+        checkpoint = args.run_dir / args.model / f"fold{fold['index']}" / "last.pt"
+        if not (checkpoint.parent / "metrics.json").exists():
+            continue  # not finished
+        model, config, _ = load_model(checkpoint)
+        model.eval()
+        test = [samples[i] for i in _fold_indices(samples, fold)[1]]
+        has_lesion = np.array([s.has_lesion for s in test], bool)
+        for flip in (False, True):
+            maps = lesion_maps(model, [s.image for s in test], config.model.image_size, flip)
+            scores = {"mask share": np.array([(m > 0.5).mean() for m in maps]),
+                      "top 0.5% mean": np.array([np.sort(m.ravel())[-max(1, int(TOP_SHARE * m.size)):].mean()
+                                                 for m in maps])}
+            for name, values in scores.items():
+                # metrics.roc_curve scores the "positive" class: here a lesion (1) against none (0).
+                fpr, tpr, _ = roc_curve(has_lesion.astype(int), values, positive=1)
+                print(json.dumps({"fold": fold["index"], "flip_tta": flip, "score": name,
+                                  "lesion_images": int(has_lesion.sum()), "lesion_free_images": int((~has_lesion).sum()),
+                                  "auc": round(auc(fpr, tpr), 4),
+                                  "oracle_specificity_at_95_sensitivity": round(oracle_specificity(values, has_lesion), 4)}),
+                      flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
