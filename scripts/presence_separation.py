@@ -29,11 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosa_edge.data import load_dataset  # noqa: E402
 from cosa_edge.data.preprocess import preprocess  # noqa: E402
 from cosa_edge.metrics import auc, roc_curve  # noqa: E402
+from cosa_edge.presence import TARGET_SENSITIVITY, lesion_share  # noqa: E402
 from cosa_edge.train.checkpoint import load_model  # noqa: E402
 from cosa_edge.train.cv import _fold_indices  # noqa: E402
-
-TARGET_SENSITIVITY = 0.95
-TOP_SHARE = 0.005
+from cosa_edge.train.loop import PRESENCE_TOP_SHARE  # noqa: E402
 
 
 def lesion_maps(model: torch.nn.Module, images: list[np.ndarray], size: int, flip: bool) -> list[np.ndarray]:
@@ -75,9 +74,9 @@ def main() -> int:
         has_lesion = np.array([s.has_lesion for s in test], bool)
         for flip in (False, True):
             maps = lesion_maps(model, [s.image for s in test], config.model.image_size, flip)
-            scores = {"mask share": np.array([(m > 0.5).mean() for m in maps]),
-                      "top 0.5% mean": np.array([np.sort(m.ravel())[-max(1, int(TOP_SHARE * m.size)):].mean()
-                                                 for m in maps])}
+            top = max(1, int(round(PRESENCE_TOP_SHARE * maps[0].size)))  # as train/loop.py presence_loss counts
+            scores = {"mask share": np.array([lesion_share(m > 0.5) for m in maps]),
+                      "top 0.5% mean": np.array([np.sort(m.ravel())[-top:].mean() for m in maps])}
             for name, values in scores.items():
                 # metrics.roc_curve scores the "positive" class: here a lesion (1) against none (0).
                 fpr, tpr, _ = roc_curve(has_lesion.astype(int), values, positive=1)
