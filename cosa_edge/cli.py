@@ -19,7 +19,7 @@ import click
 
 from . import __version__
 from .contract import INTENDED_USE
-from .errors import CosaEdgeError
+from .errors import CosaEdgeError, CosaEdgeWarning
 
 DATA_HELP = ("Data set: phantom[:COUNT] (synthetic, no download), busi:PATH (BUSI's published layout), "
              "udiat:PATH (Dataset B: original/, GT/, DatasetB.xlsx) or folder:PATH (images/, masks/, labels.csv).")
@@ -29,13 +29,11 @@ class FriendlyGroup(click.Group):
     """Turns the errors a user can fix into one line without a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from .engines.artifact import UnverifiedArtifactWarning
-
         original = warnings.showwarning
 
         def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
             # cosa-edge's own warnings are sentences for the user: one line, without Python's file:line prefix.
-            if issubclass(category, UnverifiedArtifactWarning):
+            if issubclass(category, CosaEdgeWarning):
                 click.echo(f"warning: {message}", err=True)
             else:
                 original(message, category, *args, **kwargs)

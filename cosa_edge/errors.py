@@ -10,6 +10,10 @@ class CosaEdgeError(Exception):
     """A problem with the user's input or environment, with a message saying what to do."""
 
 
+class CosaEdgeWarning(UserWarning):
+    """Something the user should know that does not stop the work; the CLI prints it as one line."""
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """A library's exception as one line for a message: its first line, or its type where it says nothing.
     tritonclient's exceptions carry their text in ``message()``."""

@@ -9,6 +9,7 @@ from typing import Any
 from ..contract import INTENDED_USE
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .load import LoadResult
+from .system import cpu_class_text
 from .runner import BenchResult
 
 
@@ -16,7 +17,7 @@ def markdown_load_report(load: list[LoadResult], local: list[BenchResult], serve
                          system: dict[str, Any], method: dict[str, Any]) -> str:
     lines = ["# cosa-edge load report", "", f"*{INTENDED_USE}*", "",
              f"Server: model {server['model']!r} at {server['address']} ({server['description']}); client CPU: "
-             f"{system['cpu']} ({system['cpu_cores']} cores); Python {system['python']}.", "",
+             f"{system['cpu']} ({system['cpu_cores']} cores, {cpu_class_text(system)}); Python {system['python']}.", "",
              f"method: {method['duration']:g} s per concurrency after {method['warmup']:g} s of warm-up; closed loop, "
              "one frame per request; latency from sending a request to its answer (the server's queue included).",
              ""]

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..contract import INTENDED_USE
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .system import cpu_class_text
 from .runner import BenchResult
 from .stats import LatencySummary
 
@@ -26,7 +27,8 @@ def method_text(method: dict[str, Any]) -> str:
 def markdown_report(results: list[BenchResult], system: dict[str, Any], pipeline: dict[str, Any] | None,
                     baseline_name: str | None, method: dict[str, Any] | None = None) -> str:
     lines = ["# cosa-edge latency report", "", f"*{INTENDED_USE}*", "",
-             f"CPU: {system['cpu']} ({system['cpu_cores']} cores); GPU: {', '.join(system['gpus']) or 'none'}; "
+             f"CPU: {system['cpu']} ({system['cpu_cores']} cores, {cpu_class_text(system)}); "
+             f"GPU: {', '.join(system['gpus']) or 'none'}; "
              f"Python {system['python']}; " + ", ".join(f"{k} {v}" for k, v in system["libraries"].items()), ""]
     ratio_note = f"ratio: median latency over {baseline_name}'s at the same batch size (below 1 is faster)" \
         if baseline_name else "ratio: no baseline given"

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from typing import Any
 
+from ..hardware import cpu_class, cpu_features, describe_cpu_class
+
 
 def _cpu_model() -> str:
     try:
@@ -42,6 +44,13 @@ def system_info() -> dict[str, Any]:
     packages = ["cosa-edge", "numpy", "opencv-python", "onnxruntime", "onnx", "torch", "tensorrt", "pycuda"]
     return {
         "cpu": _cpu_model(), "cpu_cores": os.cpu_count(), "machine": platform.machine(),
+        # INT8 kernels, and so INT8 latency and accuracy, depend on these (cosa_edge.hardware).
+        "cpu_class": cpu_class(), "cpu_flags": list(cpu_features()),
         "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
         "gpus": _gpus(), "libraries": {p: v for p in packages if (v := _version(p))},
     }
+
+
+def cpu_class_text(system: dict[str, Any]) -> str:
+    """The CPU class of a system record in words ("AVX2 without VNNI"), for a report's first lines."""
+    return describe_cpu_class(system["cpu_class"]) if system.get("cpu_class") else "CPU class not recorded"

@@ -38,7 +38,7 @@ from typing import Any
 
 from .._optional import require
 from ..contract import PREFIX, ModelMetadata
-from ..errors import CosaEdgeError
+from ..errors import CosaEdgeError, CosaEdgeWarning
 from ..fileio import atomic_open
 
 #: ``ModelProto.metadata_props`` in onnx.proto: the one top-level field the graph hash leaves out.
@@ -47,7 +47,7 @@ GRAPH_HASH_KEY = PREFIX + "graph_sha256"
 _SHOWN = 16  # hex digits of a hash shown in messages: enough to tell two apart
 
 
-class UnverifiedArtifactWarning(UserWarning):
+class UnverifiedArtifactWarning(CosaEdgeWarning):
     """A model file without a recorded hash (written before cosa-edge hashed them) was loaded unchecked."""
 
 
@@ -144,7 +144,11 @@ def verify_onnx_bytes(data: bytes | memoryview, path: Path) -> Integrity:
 
     A model without cosa-edge metadata is not checked here: loading its metadata says it is not ours.
     """
-    digest, props = scan_onnx(data)
+    return verify_scanned(*scan_onnx(data), path)
+
+
+def verify_scanned(digest: str, props: dict[str, str], path: Path) -> Integrity:
+    """:func:`verify_onnx_bytes` on what :func:`scan_onnx` read, for a loader that needs the metadata too."""
     if not any(key.startswith(PREFIX) for key in props):
         return Integrity(digest, verified=False)
     try:

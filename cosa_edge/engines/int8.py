@@ -21,12 +21,15 @@ rerun scripts/int8_variants.py on an AVX2-only CPU, where the choices may differ
 Two schemes:
 
 * ``onnxruntime``: unsigned 8-bit activations (asymmetric), signed 8-bit weights per output channel
-  (symmetric), the U8S8 form ONNX Runtime runs fastest on x86. The range handling is chosen by
-  measurement (:data:`ORT_REDUCE_RANGE`): on AVX2 without VNNI the U8S8 kernel adds pairs of
-  8-bit products in 16 bits, which can saturate; 7-bit weights (``reduce_range``) avoid it.
+  (symmetric), the U8S8 form ONNX Runtime runs fastest on x86. On AVX2 without VNNI ONNX Runtime's
+  default U8S8 kernel adds pairs of 8-bit products in saturating 16 bits; cosa-edge runs INT8 graphs
+  with ``session.x64quantprecision`` (:func:`onnxruntime_session_entries`), ONNX Runtime's exact U8U8
+  path on such CPUs, which gives the numbers a VNNI CPU gives (measured under an emulated AVX2 CPU,
+  docs/deployment.md, "INT8 on CPUs without VNNI"), rather than 7-bit weights (:data:`ORT_REDUCE_RANGE`).
 * ``tensorrt``: signed 8-bit activations and weights, both symmetric (zero point 0), as TensorRT's
-  explicit quantization requires, and FP32 biases. ONNX Runtime runs this graph too (slowly on a CPU), which is how
-  its accuracy is measured on a machine without a GPU.
+  explicit quantization requires, and FP32 biases. ONNX Runtime runs this graph too, to check it on a machine
+  without a GPU: with quantize and dequantize computed in float (``session.disable_quant_qdq``), which is
+  TensorRT's arithmetic (exact 8-bit products summed in 32 bits), not whichever 8-bit kernel this CPU has.
 
 Needs onnx and onnxruntime (the ``export`` extra); no torch.
 """
@@ -36,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,7 +50,8 @@ import numpy as np
 from .._optional import require
 from ..contract import INPUT_NAME, ModelMetadata, stack_frames
 from ..data import Sample, resize_grey
-from ..errors import CosaEdgeError
+from ..errors import CosaEdgeError, CosaEdgeWarning
+from ..hardware import cpu_class, describe_cpu_class
 from .artifact import read_verified_onnx, write_model_with_metadata
 from .fp16 import OOD_SCOPE, REGION_SCOPE, fp32_node_names
 
@@ -64,9 +69,14 @@ DEFAULT_CALIBRATION_COUNT = 400
 #: The histogram calibrators (percentile, entropy) keep every image's activations in memory until the end
 #: (every intermediate tensor of every image: megabytes an image, four times as much at twice the size).
 HISTOGRAM_MAX_IMAGES = 100
-#: 7-bit weights (ONNX Runtime's reduce_range): off. On the CPU measured it cost accuracy (2 presence flips on
-#: BUSI fold 0) and gained no speed; on AVX2 without VNNI it is the remedy for saturation (docs/deployment.md).
+#: 7-bit weights (ONNX Runtime's reduce_range): off. On the AVX-512 VNNI CPU measured it cost accuracy (2 presence
+#: flips on BUSI fold 0) and gained no speed; on AVX2 without VNNI, where it would avoid the 16-bit saturation,
+#: ONNX Runtime's exact U8U8 path (session.x64quantprecision) does so without losing a bit of the weights.
 ORT_REDUCE_RANGE = False
+#: ONNX Runtime's session entries: exact U8U8 products on x86 CPUs without VNNI (no effect on others), and
+#: Q/DQ computed in float instead of fused into 8-bit kernels.
+EXACT_X86_PRODUCTS = ("session.x64quantprecision", "1")
+QDQ_IN_FLOAT = ("session.disable_quant_qdq", "1")
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,48 @@ def _quiet_quantizer() -> Iterator[None]:
         yield
     finally:
         root.setLevel(level)
+
+
+def scheme_name(quantization: dict[str, Any]) -> str | None:
+    """The scheme an INT8 model's metadata names (onnxruntime, tensorrt), or None for a float model."""
+    return (quantization.get("scheme") or {}).get("name")
+
+
+def onnxruntime_session_entries(quantization: dict[str, Any]) -> dict[str, str]:
+    """How ONNX Runtime runs a model with this quantization record, so that it computes alike on every x86 CPU.
+
+    TensorRT's graph runs as TensorRT computes it (Q/DQ in float: the check of a TensorRT engine must not
+    depend on the checking CPU's 8-bit kernels); every other graph with exact 8-bit products.
+    """
+    entries = dict([EXACT_X86_PRODUCTS])
+    if scheme_name(quantization) == "tensorrt":
+        entries.update([QDQ_IN_FLOAT])
+    return entries
+
+
+def arithmetic(quantization: dict[str, Any]) -> str:
+    """The arithmetic :func:`onnxruntime_session_entries` gives, in words, for the metadata of a check."""
+    if scheme_name(quantization) == "tensorrt":
+        return "TensorRT's: quantize and dequantize in float (ONNX Runtime's session.disable_quant_qdq)"
+    return "ONNX Runtime's 8-bit kernels, exact U8U8 products where the CPU has no VNNI (session.x64quantprecision)"
+
+
+def warn_if_checked_on_another_cpu(metadata: ModelMetadata, path: Path) -> None:
+    """An INT8 CPU engine whose accuracy check ran on another CPU class than this one: say so, once, as a warning.
+
+    With exact products the integer results match across classes (measured), but the FP32 layers around them
+    and the kernels' float epilogues differ in rounding, so the check's figures describe the class it ran on.
+    """
+    check = metadata.quantization.get("check") or {}
+    recorded = check.get("cpu_class")
+    if metadata.precision != "int8" or not recorded or scheme_name(metadata.quantization) == "tensorrt":
+        return
+    here = cpu_class()
+    if recorded != here:
+        warnings.warn(f"{path.name} was checked against the FP32 model on a CPU with {describe_cpu_class(recorded)}; "
+                      f"this one has {describe_cpu_class(here)}, whose 8-bit kernels differ: check it here with "
+                      "`cosa-edge bench --engine ... --check-data SPEC` before relying on it", CosaEdgeWarning,
+                      stacklevel=3)
 
 
 def _check_source(model: Any, metadata: ModelMetadata, source: Path) -> None:

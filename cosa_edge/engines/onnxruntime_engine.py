@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .._optional import require
-from ..contract import INPUT_NAME, ModelMetadata
+from ..contract import INPUT_NAME, PREFIX, ModelMetadata
 from ..errors import CosaEdgeError, first_line
-from .artifact import verify_onnx_bytes
+from .artifact import scan_onnx, verify_scanned
 from .base import Engine, TensorSpec
+from .int8 import onnxruntime_session_entries, warn_if_checked_on_another_cpu
 from .plugin_fallback import PLUGIN_OP, replace_plugin_nodes
 
 
@@ -27,6 +29,15 @@ def _providers(ort, requested: str) -> list[str]:  # noqa: ANN001
     if missing:
         raise CosaEdgeError(f"ONNX Runtime has no {', '.join(missing)} here; available: {', '.join(available)}")
     return names
+
+
+def _quantization_record(props: dict[str, str]) -> dict:
+    """The metadata's quantization record, read before the session is made (it decides the session's options)."""
+    try:
+        record = json.loads(props.get(PREFIX + "quantization", "{}"))
+    except json.JSONDecodeError:
+        return {}  # unreadable metadata is reported when the metadata is read in full
+    return record if isinstance(record, dict) else {}
 
 
 def _load_error(path: Path, exc: Exception) -> CosaEdgeError:
@@ -63,9 +74,13 @@ class OnnxRuntimeEngine(Engine):
         # Read once, check the graph hash, and give ONNX Runtime these same bytes: what runs is what was checked.
         data = path.read_bytes()
         try:
-            integrity = verify_onnx_bytes(data, path)
+            digest, props = scan_onnx(data)
         except ValueError as exc:  # not protobuf at all
             raise _load_error(path, exc) from None
+        integrity = verify_scanned(digest, props, path)
+        quantization = _quantization_record(props)
+        for key, value in onnxruntime_session_entries(quantization).items():
+            options.add_session_config_entry(key, value)
         try:
             session = ort.InferenceSession(data, sess_options=options, providers=chosen)
         except CosaEdgeError:
@@ -84,6 +99,7 @@ class OnnxRuntimeEngine(Engine):
                 raise _load_error(path, retry) from None
         metadata = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
         super().__init__(path, metadata)
+        warn_if_checked_on_another_cpu(metadata, path)
         self.integrity = integrity  # the graph hash checked above, for audit records (the JSONL header)
         self.session = session
         names = [i.name for i in session.get_inputs()]

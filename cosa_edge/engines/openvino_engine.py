@@ -30,6 +30,7 @@ from ..errors import CosaEdgeError
 from ..fileio import atomic_write_json
 from .artifact import Integrity, check_sha256, read_verified_onnx
 from .base import Engine, TensorSpec
+from .int8 import warn_if_checked_on_another_cpu
 
 SUFFIX = ".xml"
 
@@ -145,6 +146,7 @@ class OpenVinoEngine(Engine):
             raise CosaEdgeError(f"OpenVINO could not load {path}: {exc}; build it again with "
                                 "`cosa-edge build-engine --target openvino`") from None
         super().__init__(path, metadata)
+        warn_if_checked_on_another_cpu(metadata, path)
         names = [port.get_any_name() for port in self.compiled.inputs]
         if names != [INPUT_NAME]:
             raise CosaEdgeError(f"{path} has inputs {names}; a cosa-edge engine has the one input '{INPUT_NAME}'")

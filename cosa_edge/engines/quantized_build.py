@@ -27,7 +27,8 @@ from ..errors import CosaEdgeError
 from .accuracy import Fidelity, compare_to_reference
 from .artifact import read_verified_onnx, write_model_with_metadata
 from .build import BatchRange, BuildResult, build_engine, read_onnx_metadata, standard_ops_copy
-from .int8 import SCHEMES, CalibrationImages, quantize_int8
+from ..hardware import cpu_class
+from .int8 import SCHEMES, CalibrationImages, arithmetic, quantize_int8
 
 
 def _check_held_out(calibration: CalibrationImages, check: list[Sample]) -> None:
@@ -103,7 +104,12 @@ def build_int8(onnx_path: Path, output: Path, target: str, calibration: Calibrat
         with OnnxRuntimeEngine(source) as reference, open_engine(candidate_path) as candidate:
             fidelity = compare_to_reference(reference, candidate, check)
         failures = _gate(fidelity, accept_accuracy_loss)
-        record: dict[str, Any] = {**quantized.quantization, "check": {"data": check_source, **fidelity.to_dict()}}
+        # The CPU class the check ran on: 8-bit kernels differ between classes (cosa_edge.hardware), and an engine
+        # opened on another class says so.
+        checked_on = {"cpu_class": cpu_class(), "arithmetic": "OpenVINO's CPU plugin" if target == "openvino"
+                      else arithmetic(quantized.quantization)}
+        record: dict[str, Any] = {**quantized.quantization,
+                                  "check": {"data": check_source, **checked_on, **fidelity.to_dict()}}
         if failures:
             record["check"]["accepted_despite"] = failures
             notes.append("written despite the accuracy check (--accept-accuracy-loss): " + "; ".join(failures))
