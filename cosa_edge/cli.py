@@ -69,6 +69,13 @@ def cli() -> None:
     """
 
 
+def overwrite_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--overwrite, with the one convention every command follows (cosa_edge/outputs.py)."""
+    from .outputs import OVERWRITE_HELP
+
+    return click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)(command)
+
+
 def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by `train` and `cv`: a preset and overrides of its fields."""
     options = [
@@ -84,6 +91,9 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--seed", type=int, help="Seed for initialisation, splits, order and augmentation."),
         click.option("--device", help="auto (CUDA if present), cpu, cuda or cuda:N."),
         click.option("--workers", "num_workers", type=click.IntRange(min=0), help="Data-loader worker processes."),
+        click.option("--threads", type=click.IntRange(min=1), help="CPU threads for training (default: the CPUs "
+                     "available, shared among a node's processes); set for the run and recorded in its config.json, "
+                     "so that the same command on the same machine gives the same weights."),
         click.option("--pretrained", type=click.Path(dir_okay=False),
                      help="ImageNet weights for the encoder: 'imagenet' (torchvision's, downloaded once into torch's "
                           "cache) or a torchvision .pth file; default: from scratch."),
@@ -160,9 +170,17 @@ def train(preset: str, data_spec: str, run_dir: str, resume: bool, nproc_per_nod
 @click.option("--device", default="auto", show_default=True)
 @click.option("--include-normal/--no-include-normal", default=None,
               help="Score lesion-free images too (presence); default: as the run was trained.")
+@overwrite_option
 def evaluate(checkpoint: str, data_spec: str, split: str, out_dir: str | None, device: str,
-             include_normal: bool | None) -> None:
+             include_normal: bool | None, overwrite: bool) -> None:
     """Score a checkpoint with the paper's metrics on a data set."""
+    from .data.sources import data_spec_folder
+    from .outputs import guard_outputs
+    from .report.tables import TABLE_FILES
+
+    guard_outputs({"CHECKPOINT": checkpoint, "--data": data_spec_folder(data_spec)},
+                  {"--out": [Path(out_dir) / name for name in ("metrics.json", *TABLE_FILES)] if out_dir else None},
+                  overwrite=overwrite)
     from .data import load_dataset
     from .fileio import atomic_write_json
     from .report.tables import aggregate, write_tables
@@ -250,9 +268,10 @@ def cv(preset: str, data_spec: str, folds: int, models: str | None, no_group_dup
 @click.option("--cv-results", type=click.Path(dir_okay=False),
               help="A `cosa-edge cv` results.json of the same architecture: its per-fold figures go into the model "
                    "card (mean ± SD, min–max). Without it the card says that no cross-validated performance is attached.")
+@overwrite_option
 @research_use
 def export_command(checkpoint: str, output: str, opset: int, cosa_op: str, parity_data: str,
-                   cv_results: str | None) -> None:
+                   cv_results: str | None, overwrite: bool) -> None:
     """Export a checkpoint to ONNX and check it against PyTorch.
 
     \b
@@ -263,6 +282,11 @@ def export_command(checkpoint: str, output: str, opset: int, cosa_op: str, parit
     stored in the model; the model card is also written beside it as MODEL.card.md.
     """
     from .data import load_dataset
+    from .export.model_card import card_path
+    from .outputs import guard_outputs
+
+    guard_outputs({"CHECKPOINT": checkpoint, "--cv-results": cv_results},
+                  {"-o": output, "the model card": card_path(Path(output))}, overwrite=overwrite)
     from .export.onnx_export import export_onnx
     from .export.parity import check_export_parity
 
@@ -307,10 +331,12 @@ def export_command(checkpoint: str, output: str, opset: int, cosa_op: str, parit
 @click.option("--accept-accuracy-loss", is_flag=True,
               help="int8: write the engine even where the check against the FP32 model fails (the figures go into "
                    "its metadata).")
+@overwrite_option
 @research_use
 def build_engine_command(onnx_model: str, output: str, target: str | None, precision: str | None, batch: str,
                          workspace: float, timing_cache: str | None, check_data: str | None, calib_data: str | None,
-                         calib_count: int, calib_method: str, split: str | None, accept_accuracy_loss: bool) -> None:
+                         calib_count: int, calib_method: str, split: str | None, accept_accuracy_loss: bool,
+                         overwrite: bool) -> None:
     """Build an engine from an exported ONNX model and check it against the FP32 model.
 
     The engine records its own hash (the graph hash of an ONNX model, the plan's SHA-256 in a TensorRT
@@ -327,11 +353,19 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     Runtime); build the plan from it on the GPU machine with --target tensorrt --precision int8.
     """
     from .data import load_dataset
-    from .engines import open_engine
-    from .engines.build import BatchRange, build_engine, default_target, describe, read_onnx_metadata
+    from .data.sources import data_spec_folder
+    from .engines import engine_files, open_engine
+    from .engines.build import BatchRange, build_engine, default_target, default_timing_cache, describe, read_onnx_metadata
     from .engines.compare import check_fp16_fidelity
+    from .outputs import guard_outputs
 
     target = target or default_target()
+    calib_file = calib_data if calib_data and calib_data.lower().endswith(".npy") else None
+    guard_outputs({"ONNX_MODEL": onnx_model, "--calib-data": calib_file or data_spec_folder(calib_data),
+                   "--check-data": data_spec_folder(check_data), "--split": _parse_split(split)[0] if split else None},
+                  {"-o": engine_files(output), "--timing-cache": (timing_cache or default_timing_cache(Path(output)))
+                   if target == "tensorrt" else None},
+                  overwrite=overwrite, updated=("--timing-cache",))
     precision = precision or ("fp16" if target == "tensorrt" else "fp32")
     batch_range = BatchRange.parse(batch)
     cache = Path(timing_cache) if timing_cache else None
@@ -346,34 +380,26 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     samples = None  # read before the build: a mistyped --check-data should not cost a build
     if check_data != "none" and precision != "int8":  # an INT8 QDQ source was checked when it was written
         samples = load_dataset(check_data, progress=False, phantom_size=source.input_size)
+
+    def check(engine_path: Path) -> Any:
+        """Against the FP32 model, before the engine replaces anything at --output."""
+        try:
+            with open_engine(onnx_model, backend="onnxruntime") as reference, open_engine(engine_path) as engine:
+                return check_fp16_fidelity(reference, engine, samples)
+        except CosaEdgeError as error:
+            kept = f"; {output} is as it was" if Path(output).exists() else ""
+            raise CosaEdgeError(f"{error}; nothing was written{kept}") from None
+
     result = build_engine(Path(onnx_model), Path(output), target=target, precision=precision, batch=batch_range,
-                          workspace_gib=workspace, timing_cache=cache)
+                          workspace_gib=workspace, timing_cache=cache, check=check if samples is not None else None)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(describe(result))
-    if samples is None:
-        return
-    try:
-        with open_engine(onnx_model, backend="onnxruntime") as reference, open_engine(output) as engine:
-            agreement = check_fp16_fidelity(reference, engine, samples)
-    except CosaEdgeError as error:
-        # An engine that failed its check against the FP32 model is not left where it would be used.
-        removed = remove_engine_files(Path(output))
-        raise CosaEdgeError(f"{error}; removed {', '.join(p.name for p in removed)}") from None
-    click.echo(f"{precision} engine against the FP32 model on {agreement.images} images: max probability difference "
-               f"{agreement.max_probability_difference:.2e}, mask Dice agreement {agreement.mask_dice_agreement:.4f}, "
-               f"same class on {agreement.same_class:.0%}")
-
-
-def remove_engine_files(output: Path) -> list[Path]:
-    """Delete an engine and the files that travel with it (a TensorRT or OpenVINO sidecar, OpenVINO's weights)."""
-    candidates = [output, Path(str(output) + ".json")]
-    if output.suffix.lower() == ".xml":
-        candidates.append(output.with_suffix(".bin"))
-    removed = [path for path in candidates if path.is_file()]
-    for path in removed:
-        path.unlink()
-    return removed
+    if result.check is not None:
+        agreement = result.check
+        click.echo(f"{precision} engine against the FP32 model on {agreement.images} images: max probability "
+                   f"difference {agreement.max_probability_difference:.2e}, mask Dice agreement "
+                   f"{agreement.mask_dice_agreement:.4f}, same class on {agreement.same_class:.0%}")
 
 
 def data_spec_name(spec: str) -> str:
@@ -486,6 +512,13 @@ def export_triton_command(engine: str, repo: str, name: str, max_batch: int, ins
       docker run --rm -p 8000:8000 -p 8001:8001 -p 8002:8002 -v $PWD/REPO:/models \\
           nvcr.io/nvidia/tritonserver:<version>-py3 tritonserver --model-repository=/models
     """
+    from .engines import engine_files
+    from .outputs import guard_outputs
+    from .serve.triton_repo import model_folders
+
+    guard_outputs({"ENGINE": engine_files(engine)},
+                  {"--repo": [Path(repo) / folder for folder in model_folders(name, pipeline=not no_pipeline)]},
+                  overwrite=overwrite)
     from .serve.triton_repo import export_triton
 
     result = export_triton(Path(engine), Path(repo), name=name, max_batch=max_batch, instances=instances, kind=kind,
@@ -578,11 +611,13 @@ def serve(engine_path: str, name: str, host: str, http_port: int, grpc_port: int
 @click.option("--smooth", type=click.FloatRange(0.01, 1.0), default=1.0, show_default=True,
               help="Exponential smoothing of the class probability over frames (1 = off; 0.3 steadies the label).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the engine.")
+@overwrite_option
 @research_use
 def infer(source: str, engine_path: str | None, backend: str | None, server: str | None, model_name: str,
           in_flight: int, tls_ca: str | None, out: str | None, results: str | None, roi: str | None,
           region: int | None, pixel_spacing: str | None, keep_outside_roi: bool, dicom_seg: str | None,
-          dicom_sr: str | None, batch_size: int, realtime: bool, smooth: float, threads: int | None) -> None:
+          dicom_sr: str | None, batch_size: int, realtime: bool, smooth: float, threads: int | None,
+          overwrite: bool) -> None:
     """Run an engine over ultrasound video, images or DICOM; write an annotated video and per-frame JSONL.
 
     DICOM files (single- and multi-frame) and DICOM series folders are recognised by content: every frame is
@@ -606,6 +641,13 @@ def infer(source: str, engine_path: str | None, backend: str | None, server: str
         raise CosaEdgeError("nothing to write: give --out (annotated video), --results (JSONL), --dicom-seg or --dicom-sr")
     if (engine_path is None) == (server is None):
         raise CosaEdgeError("give --engine (a local engine) or --server (a Triton server), one of the two")
+    from .engines import engine_files
+    from .outputs import existing_path, guard_outputs
+
+    guard_outputs({"--video": existing_path(source), "--engine": engine_files(engine_path) if engine_path else None,
+                   "--tls-ca": tls_ca},
+                  {"--out": out, "--results": results, "--dicom-seg": dicom_seg, "--dicom-sr": dicom_sr},
+                  overwrite=overwrite)
     if server:
         from .serve.client import TritonServerEngine
 
@@ -662,10 +704,11 @@ def infer(source: str, engine_path: str | None, backend: str | None, server: str
               "accuracy, AUC, and agreement with the first FP32 engine (class flips, malignant to benign apart).")
 @click.option("--split", help="FOLDS.json:K: score only the test images of fold K of a `cosa-edge cv` folds file "
               "(images held out from that fold's training).")
+@overwrite_option
 def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurrency: str, tls_ca: str | None,
           baseline: str | None, report_dir: str, batches: str, warmup: int, iterations: int,
           duration: float | None, video: str | None, annotated_video: bool, threads: int | None, rounds: int,
-          check_data: str | None, split: str | None) -> None:
+          check_data: str | None, split: str | None, overwrite: bool) -> None:
     """Latency of engines side by side: percentiles, stages, throughput, ratios, and a report folder.
 
     All engines (and the --baseline checkpoint, run as PyTorch eager FP32) are loaded together and
@@ -690,6 +733,17 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
     from .bench.system import system_info
     from .data.splits import fold_part
 
+    from .bench.load_report import LOAD_REPORT_FILES
+    from .bench.report import REPORT_FILES
+    from .data.sources import data_spec_folder
+    from .engines import engine_files
+    from .outputs import existing_path, guard_outputs
+
+    written = LOAD_REPORT_FILES if server else REPORT_FILES
+    guard_outputs({"--engine": [f for path in engines for f in engine_files(path)], "--baseline": baseline,
+                   "--video": existing_path(video), "--check-data": data_spec_folder(check_data),
+                   "--split": _parse_split(split)[0] if split else None, "--tls-ca": tls_ca},
+                  {"--report": [Path(report_dir) / name for name in written]}, overwrite=overwrite)
     if split and not check_data:
         raise CosaEdgeError("--split chooses images of --check-data; give --check-data too")
     if not annotated_video and not video:
@@ -799,9 +853,14 @@ def models() -> None:
               "Frame Time, a 2D tissue region at 0.1 mm per pixel); needs the dicom extra.")
 @click.option("--fps", type=click.FloatRange(min=1, max=240), default=20.0, show_default=True,
               help="Frame rate of the sweep video and cine (a probe delivers 20 to 60).")
+@overwrite_option
 def phantom(out_dir: str, count: int, size: int, seed: int, video: bool, frames: int, frame_size: str,
-            dicom: bool, fps: float) -> None:
+            dicom: bool, fps: float, overwrite: bool) -> None:
     """Write synthetic ultrasound phantoms (images/, masks/, labels.csv) and a sweep video."""
+    from .outputs import guard_outputs
+
+    written = ["images", "masks", "labels.csv"] + ["sweep.mp4"] * video + ["sweep.dcm"] * dicom
+    guard_outputs({}, {"--out": [Path(out_dir) / name for name in written]}, overwrite=overwrite)
     from .data.folder import write_folder
     from .data.phantom import make_phantom_dataset, write_sweep_video
 
@@ -829,15 +888,22 @@ def phantom(out_dir: str, count: int, size: int, seed: int, video: bool, frames:
 @click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True)
 @click.option("--image-size", type=click.IntRange(min=32), default=128, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def demo(out_dir: str, data_spec: str, epochs: int, image_size: int, device: str) -> None:
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the phantoms, the split, the initialisation and the augmentation; the same seed on the "
+              "same machine trains the same model.")
+def demo(out_dir: str, data_spec: str, epochs: int, image_size: int, device: str, seed: int) -> None:
     """The whole path on defaults that need no data and no GPU: phantoms -> train -> evaluate -> report."""
     from .demo import run_demo
 
-    report = run_demo(Path(out_dir), data_spec=data_spec, epochs=epochs, image_size=image_size, device=device)
+    report = run_demo(Path(out_dir), data_spec=data_spec, epochs=epochs, image_size=image_size, device=device,
+                      seed=seed)
     click.echo(f"demo finished; open {report}")
 
 
 def main() -> None:
+    from .hardware import switch_off_dynamic_threading
+
+    switch_off_dynamic_threading()  # before torch loads: the commands import it lazily
     cli(prog_name="cosa-edge")
 
 

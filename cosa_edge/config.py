@@ -64,6 +64,10 @@ class TrainConfig:
     #: cosine decay to 0 at the last epoch, step by step (train/schedule.py).
     lr_schedule: str = "constant"
     warmup_epochs: float = 0.0
+    #: CPU threads for training, set for the run and recorded in its config.json; None: the CPUs available to the
+    #: process (shared among a node's DDP processes). The thread count changes a CPU run's float sums, so the
+    #: same weights need the same count (train/reproducibility.py).
+    threads: int | None = None
 
     def replace(self, **changes: Any) -> TrainConfig:
         model_changes = {k: v for k, v in changes.items() if k in _MODEL_FIELDS and v is not None}

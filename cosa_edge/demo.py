@@ -60,7 +60,7 @@ def presence_sentence(metrics: dict, payload: dict) -> str:
 
 
 def run_demo(out_dir: Path, data_spec: str = "phantom:160", epochs: int = 12, image_size: int = 128,
-             device: str = "auto") -> Path:
+             device: str = "auto", seed: int = 0) -> Path:
     from .train.checkpoint import load_model
     from .train.distributed import resolve_device
     from .train.evaluate import predict, score
@@ -80,7 +80,7 @@ def run_demo(out_dir: Path, data_spec: str = "phantom:160", epochs: int = 12, im
     config = load_preset("edge").replace(epochs=epochs, image_size=image_size, val_fraction=0.25, device=device,
                                          lr=DEMO_LR, balance_classes=True, include_normal=True,
                                          lr_schedule="constant", dice_weight=0.0,
-                                         presence_weight=0.0)
+                                         presence_weight=0.0, seed=seed)
 
     click.echo(f"[1/6] data: {data_spec} with lesion-free images")
     samples = load_dataset(data_spec, phantom_size=256, seed=config.seed, include_normal=True)

@@ -13,6 +13,7 @@ CPUID is what the emulated program, and ONNX Runtime in it, actually sees.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 
 AVX512_VNNI, AVX_VNNI, AVX2, X86_OLDER = "avx512_vnni", "avx_vnni", "avx2", "x86-64 without AVX2"
@@ -61,3 +62,22 @@ def cpu_class() -> str:
 
 def describe_cpu_class(name: str) -> str:
     return DESCRIPTIONS.get(name, name)
+
+
+#: OpenMP's and MKL's dynamic adjustment of thread counts, which would let a run use fewer threads than it set.
+DYNAMIC_THREADING_VARIABLES = ("OMP_DYNAMIC", "MKL_DYNAMIC")
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity), not all the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
+def switch_off_dynamic_threading() -> None:
+    """For a program's entry point, before torch loads: OpenMP and MKL keep the thread counts training sets, so
+    that a run's float sums, and its weights, are the same each time. A user's own setting of either stands."""
+    for name in DYNAMIC_THREADING_VARIABLES:
+        os.environ.setdefault(name, "FALSE")

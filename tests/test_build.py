@@ -95,21 +95,32 @@ def test_asking_for_tensorrt_without_it_says_what_to_install(exported_onnx: Path
     assert not (tmp_path / "m.engine").exists()
 
 
-def test_an_engine_that_fails_its_check_is_removed(exported_onnx: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_engine_that_fails_its_check_leaves_the_previous_engine_as_it_was(exported_onnx: Path, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Stand-in: the FP16 check is replaced by one that always fails (a real FP16 engine of this model passes it);
     what is real is the build, the CLI's handling of the failure and the files left behind."""
     import cosa_edge.engines.compare as compare
+
+    output = tmp_path / "model.fp16.onnx"
+    good = CliRunner().invoke(cli, ["build-engine", str(exported_onnx), "-o", str(output), "--target", "onnxruntime",
+                                    "--precision", "fp16"])
+    assert good.exit_code == 0, good.output
+    before = output.read_bytes()
+    again = CliRunner().invoke(cli, ["build-engine", str(exported_onnx), "-o", str(output), "--target", "onnxruntime",
+                                     "--precision", "fp16"])
+    assert again.exit_code != 0 and "already exists; give --overwrite" in again.output
 
     def failing_check(*_args: object) -> None:
         raise CosaEdgeError("the FP16 engine strays from FP32 beyond tolerance")
 
     monkeypatch.setattr(compare, "check_fp16_fidelity", failing_check)
-    output = tmp_path / "model.fp16.onnx"
     result = CliRunner().invoke(cli, ["build-engine", str(exported_onnx), "-o", str(output), "--target", "onnxruntime",
-                                      "--precision", "fp16"])
-    assert result.exit_code != 0 and "strays" in result.output and "removed model.fp16.onnx" in result.output
-    assert not output.exists()
+                                      "--precision", "fp16", "--overwrite"])
+    assert result.exit_code != 0 and "strays" in result.output and "nothing was written" in result.output
+    assert f"{output} is as it was" in result.output
+    assert output.read_bytes() == before  # the rebuild was checked beside it and never moved into place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fp16.onnx"]  # no staging folder left behind
+    output.unlink()
     # A mistyped --check-data is refused before anything is built.
     typo = CliRunner().invoke(cli, ["build-engine", str(exported_onnx), "-o", str(output), "--target", "onnxruntime",
                                     "--check-data", "phantm:8"])

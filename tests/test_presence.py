@@ -161,3 +161,24 @@ def test_the_demos_still_overlays_say_what_a_streamed_frame_would() -> None:
         overlay(sample, np.zeros((64, 64), bool), np.array([0.1, 0.9]), 0.01)
     assert said[0].startswith("lesion partly out of view: no verdict")
     assert said[2].startswith("lesion: malignancy score 0.90") and said[4].startswith("no lesion")
+
+
+def test_a_lesion_whose_probability_runs_on_to_the_side_below_the_mask_threshold_gets_no_class() -> None:
+    """At the side of the view a model's mask can stop short of a lesion that runs on out of view, while its
+    probability stays raised up to the side (seen on the demo's models): the lesion's extent joins those pixels
+    to the mask (hysteresis at EXTENT_THRESHOLD), so it is partly out of view. A faint haze along the sides of
+    the frame, not joined to the lesion or below the threshold, changes nothing."""
+    from cosa_edge.stream.postprocess import EXTENT_THRESHOLD
+
+    roi = (0, 0, 64, 64)
+    probability = np.full((64, 64), 0.02, np.float32)
+    probability[20:40, 30:56] = 0.9  # the mask, 8 px clear of the right side
+    probability[20:40, 56:] = EXTENT_THRESHOLD + 0.1  # the lesion's fainter part, out to the side
+    cut = summarise(0, 0.0, probability, np.array([0.1, 0.9]), roi, 1.0)
+    assert cut.reason == "lesion_partly_out_of_view" and cut.predicted == ""
+    assert cut.lesion_area_px == 20 * 26  # the mask itself is still what is measured
+    probability[20:40, 56:] = EXTENT_THRESHOLD - 0.1  # below the threshold: the lesion ends where its mask does
+    assert summarise(1, 0.0, probability, np.array([0.1, 0.9]), roi, 1.0).predicted == "malignant"
+    probability[:, 60:] = EXTENT_THRESHOLD + 0.1  # a band along the side, apart from the lesion
+    probability[:, 56:60] = 0.02
+    assert summarise(2, 0.0, probability, np.array([0.1, 0.9]), roi, 1.0).predicted == "malignant"

@@ -13,6 +13,10 @@ from .system import cpu_class_text
 from .runner import BenchResult
 
 
+#: What write_load_report writes into its folder.
+LOAD_REPORT_FILES = ("report.json", "report.md", "throughput.png")
+
+
 def markdown_load_report(load: list[LoadResult], local: list[BenchResult], server: dict[str, Any],
                          system: dict[str, Any], method: dict[str, Any]) -> str:
     lines = ["# cosa-edge load report", "", f"*{INTENDED_USE}*", "",
@@ -76,4 +80,4 @@ def write_load_report(load: list[LoadResult], local: list[BenchResult], out_dir:
                                                 "local": [r.to_dict() for r in local]})
     atomic_write_text(out_dir / "report.md", markdown_load_report(load, local, server, system, method))
     _plot(load, out_dir / "throughput.png")
-    return [out_dir / n for n in ("report.json", "report.md", "throughput.png")]
+    return [out_dir / n for n in LOAD_REPORT_FILES]

@@ -13,6 +13,10 @@ from .runner import BenchResult
 from .stats import LatencySummary
 
 
+#: What write_report writes into its folder.
+REPORT_FILES = ("report.json", "report.md", "latency.png", "throughput.png")
+
+
 def _label(result: BenchResult) -> str:
     return f"{Path(result.engine).name} ({result.backend}, {result.precision})"
 
@@ -147,4 +151,4 @@ def write_report(results: list[BenchResult], out_dir: Path, system: dict[str, An
     atomic_write_text(out_dir / "report.md", markdown_report(results, system, pipeline, baseline_name, method))
     _plot(results, out_dir / "latency.png", "latency")
     _plot(results, out_dir / "throughput.png", "throughput")
-    return [out_dir / n for n in ("report.json", "report.md", "latency.png", "throughput.png")]
+    return [out_dir / n for n in REPORT_FILES]

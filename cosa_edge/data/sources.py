@@ -26,6 +26,14 @@ PHANTOM_NORMAL_FRACTION = 0.2
 PHANTOM_EDGE_FRACTION = 0.25
 
 
+def data_spec_folder(spec: str | None) -> Path | None:
+    """The folder a data spec reads (busi:PATH, udiat:PATH, folder:PATH); None for phantoms and .npy files."""
+    if not spec:
+        return None
+    kind, _, argument = spec.partition(":")
+    return Path(argument).expanduser() if kind.strip().lower() in _LOADERS and argument else None
+
+
 def load_dataset(spec: str, progress: bool = True, phantom_size: int = 256, seed: int = 0,
                  include_normal: bool = False) -> list[Sample]:
     """Load the data set that ``spec`` names; see :data:`DATA_SPEC_HELP`.

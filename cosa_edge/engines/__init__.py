@@ -32,6 +32,19 @@ def backend_for(path: Path) -> str:
     return backend
 
 
+def engine_files(path: str | Path) -> list[Path]:
+    """An engine and the files that travel with it: a TensorRT or OpenVINO sidecar (NAME.json beside NAME),
+    OpenVINO's weights (NAME.bin)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    files = [path]
+    if suffix in (".engine", ".plan", ".trt", ".xml"):
+        files.append(Path(str(path) + ".json"))
+    if suffix == ".xml":
+        files.append(path.with_suffix(".bin"))
+    return files
+
+
 def existing_engine_file(path: str | Path) -> Path:
     """``path`` as a Path, or one clear error when there is no such file."""
     path = Path(path)
@@ -62,4 +75,5 @@ def open_engine(path: str | Path, backend: str | None = None, **options: Any) ->
     raise CosaEdgeError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "Engine", "RUNTIME_BACKENDS", "TensorSpec", "backend_for", "existing_engine_file", "open_engine"]
+__all__ = ["BACKENDS", "Engine", "RUNTIME_BACKENDS", "TensorSpec", "backend_for", "engine_files", "existing_engine_file",
+           "open_engine"]

@@ -13,12 +13,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
+import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,16 +87,62 @@ class BuildResult:
     precision: str
     details: dict[str, Any]
     notes: tuple[str, ...] = ()  # one line each, for the user: what the build did differently and why
+    check: Any = None  # what the ``check`` of build_engine returned for the engine, where one was given
+
+
+def default_timing_cache(output: Path) -> Path:
+    """A TensorRT engine's timing cache beside it (``NAME.timing.cache``), reused by the next build there."""
+    return Path(output).with_suffix(".timing.cache")
+
+
+@contextlib.contextmanager
+def staged(output: Path) -> Iterator[Path]:
+    """A path with ``output``'s name in a temporary folder beside it: build and check there, then
+    :func:`install_engine`. The folder goes whatever happens, and with it any engine that was not installed."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as tmp:
+        yield Path(tmp) / output.name
+
+
+def install_engine(staged_engine: Path, output: Path) -> None:
+    """Move a built and checked engine into place with its sidecars, by renames within one folder.
+
+    The sidecars go first and the engine last: a reader never finds a new engine without its sidecar, and one
+    that finds the new sidecar beside the previous engine refuses it (the recorded hash differs) rather than
+    running it with another engine's metadata.
+    """
+    from . import engine_files
+
+    pairs = list(zip(engine_files(staged_engine), engine_files(output)))
+    for source, destination in pairs[1:] + pairs[:1]:
+        if source.exists():
+            os.replace(source, destination)
 
 
 def build_engine(onnx_path: Path, output: Path, target: str | None = None, precision: str = "fp16",
-                 batch: BatchRange = BatchRange(), workspace_gib: float = 2.0,
-                 timing_cache: Path | None = None) -> BuildResult:
+                 batch: BatchRange = BatchRange(), workspace_gib: float = 2.0, timing_cache: Path | None = None,
+                 check: Callable[[Path], Any] | None = None) -> BuildResult:
     """An FP32 or FP16 engine from the FP32 export; or a TensorRT plan from a TensorRT-ready INT8 QDQ ONNX (one
     that ``cosa-edge build-engine --target tensorrt --precision int8 -o NAME.onnx`` wrote and checked).
 
+    The engine is built beside ``output`` and moved into place only once built and, where ``check`` is given,
+    once ``check(engine_path)`` has returned (what it returns is the result's ``check``); a build or a check that
+    fails raises and leaves whatever was at ``output`` as it was.
+
     Other INT8 engines are built, calibrated and checked by :func:`cosa_edge.engines.quantized_build.build_int8`.
     """
+    output = Path(output)
+    with staged(output) as staged_engine:
+        result = _build(onnx_path, staged_engine, target, precision, batch, workspace_gib,
+                        timing_cache or default_timing_cache(output))
+        verdict = check(staged_engine) if check else None
+        install_engine(staged_engine, output)
+    return BuildResult(output, result.target, result.precision, result.details, result.notes, verdict)
+
+
+def _build(onnx_path: Path, output: Path, target: str | None, precision: str, batch: BatchRange,
+           workspace_gib: float, timing_cache: Path) -> BuildResult:
     target = target or default_target()
     if target not in TARGETS:
         raise CosaEdgeError(f"unknown target {target!r}; choose {', '.join(TARGETS)}")
@@ -300,7 +349,7 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, batch: BatchRa
         profile.set_shape(INPUT_NAME, (batch.minimum, 1, size, size), (batch.optimum, 1, size, size),
                           (batch.maximum, 1, size, size))
         config.add_optimization_profile(profile)
-        cache_path = timing_cache or output.with_suffix(".timing.cache")
+        cache_path = timing_cache or default_timing_cache(output)
         cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
         config.set_timing_cache(cache, ignore_mismatch=True)
         # Read, not set: TensorRT allows TF32 by default, and the sidecar should say what this build did.
@@ -309,8 +358,6 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, batch: BatchRa
         if serialized is None:
             raise CosaEdgeError(f"TensorRT failed to build an engine from {onnx_path}; rerun with more --workspace or fp32")
     plan = bytes(serialized)
-    atomic_write_bytes(output, plan)
-    atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     build = {
         "tensorrt_version": trt.__version__, "gpu": cuda.device_name, "compute_capability": list(cuda.compute_capability),
         "precision": precision, "precision_mode": precision_mode(precision, major, tf32),
@@ -322,8 +369,11 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, batch: BatchRa
         "plan_sha256": hashlib.sha256(plan).hexdigest(),
     }
     cuda.close()
+    # The sidecar before the plan: no moment has a plan without the sidecar that describes it.
     atomic_write_json(sidecar_path(output), {"metadata": metadata.with_changes(precision=precision).to_props(),
                                              "build": build})
+    atomic_write_bytes(output, plan)
+    atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     return BuildResult(engine=output, target="tensorrt", precision=precision, details=build)
 
 

@@ -26,7 +26,7 @@ from ..data import Sample
 from ..errors import CosaEdgeError
 from .accuracy import Fidelity, compare_to_reference
 from .artifact import read_verified_onnx, write_model_with_metadata
-from .build import BatchRange, BuildResult, build_engine, read_onnx_metadata, standard_ops_copy
+from .build import BatchRange, BuildResult, build_engine, install_engine, read_onnx_metadata, standard_ops_copy
 from ..hardware import cpu_class
 from .int8 import SCHEMES, CalibrationImages, arithmetic, quantize_int8
 
@@ -115,17 +115,22 @@ def build_int8(onnx_path: Path, output: Path, target: str, calibration: Calibrat
             notes.append("written despite the accuracy check (--accept-accuracy-loss): " + "; ".join(failures))
         final = quantized.with_changes(quantization=record)
         model = onnx.load(str(qdq))
+        # Written beside the destination and moved into place whole (install_engine): an earlier engine at
+        # ``output`` stays as it was until then.
+        staged = Path(tmp) / output.name
         if target == "onnxruntime" or (target == "tensorrt" and output.suffix.lower() == ".onnx"):
-            written = write_model_with_metadata(model, final, output)
+            written = write_model_with_metadata(model, final, staged)
             details = {"scheme": scheme.name, "graph_sha256": written.graph_sha256}
             result = BuildResult(output, target, "int8", details, tuple(notes))
+            install_engine(staged, output)
         else:
             checked = Path(tmp) / "checked.onnx"
             checked_metadata = write_model_with_metadata(model, final, checked)
             if target == "openvino":
-                details = build_openvino(checked, output, checked_metadata, "int8")
+                details = build_openvino(checked, staged, checked_metadata, "int8")
                 result = BuildResult(output, target, "int8", details, tuple(notes))
-            else:
+                install_engine(staged, output)
+            else:  # build_engine stages and installs the plan itself
                 built = build_engine(checked, output, target="tensorrt", precision="int8", batch=batch,
                                      workspace_gib=workspace_gib, timing_cache=timing_cache)
                 result = BuildResult(built.engine, built.target, built.precision, built.details,

@@ -42,9 +42,13 @@ class TorchEngine(Engine):
         torch = require("torch")  # first, so that a missing torch is one line naming the extra
         from .onnx_export import DeployModule, ood_metadata
 
-        if threads:
-            torch.set_num_threads(threads)
-        model, config, payload, self.integrity = load_verified_model(Path(path), device)
+        from ..train.reproducibility import torch_threads
+
+        # The count applies to this engine's own calls only: torch's thread count is process-wide, and a caller
+        # (a training run later in the same process) must find it as it left it.
+        self._threads = lambda: torch_threads(threads)
+        with self._threads():
+            model, config, payload, self.integrity = load_verified_model(Path(path), device)
         self._torch = torch
         self.device = torch.device(device)
         self.module = DeployModule.of_checkpoint(model, payload).to(self.device).eval()
@@ -69,7 +73,7 @@ class TorchEngine(Engine):
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         torch = self._torch
         started = time.perf_counter()
-        with torch.inference_mode():
+        with self._threads(), torch.inference_mode():
             tensor = torch.from_numpy(batch).to(self.device)
             uploaded = time.perf_counter()
             values = self.module(tensor)

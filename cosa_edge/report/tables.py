@@ -261,6 +261,10 @@ CAPTIONS = {
 }
 
 
+#: What write_tables writes besides one CSV per table.
+TABLE_FILES = ("tables.md", "results.json")
+
+
 def write_tables(results: dict[str, dict[str, Any]], data_spec: str, out_dir: Path, preamble: str = "",
                  figures: Sequence[tuple[str, str]] = ()) -> list[Path]:
     """Write tables.md, one CSV per table and results.json into ``out_dir``.

@@ -203,6 +203,12 @@ def parse_config(text: str):  # noqa: ANN201
         raise CosaEdgeError(f"not a valid Triton model configuration: {exc}") from None
 
 
+def model_folders(name: str, pipeline: bool = True) -> list[str]:
+    """The repository folders export_triton writes for model ``name``: the model, and with ``pipeline`` its
+    preprocessing model and the ensemble (named as preprocess_config and ensemble_config name them)."""
+    return [name, f"{name}_preprocess", f"{name}_pipeline"] if pipeline else [name]
+
+
 def export_triton(engine: Path, repo: Path, name: str = "cosa_edge", max_batch: int = 8, instances: int = 1,
                   kind: str = "cpu", overwrite: bool = False, triton_trt_version: str | None = None,
                   tensorrt_accelerator: bool = False, pipeline: bool = True) -> TritonExport:

@@ -43,6 +43,7 @@ from .checkpoint import add_to_checkpoint, load_checkpoint, parameters_sha256, s
 from .dataset import SegClsDataset
 from .distributed import DistContext, resolve_device
 from .schedule import lr_factor
+from .reproducibility import reproducible, training_threads
 from .evaluate import Predictions, collect_features, predict, presence_of, score, selection_score
 
 
@@ -270,8 +271,19 @@ def _all_reduce_mean(value: float, ctx: DistContext) -> float:
 
 def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_summary: dict[str, Any] | None = None,
           resume: bool = False, progress: bool = True, ctx: DistContext | None = None) -> TrainResult:
-    """Train ``config.model`` on ``samples`` and write the run into ``run_dir``."""
+    """Train ``config.model`` on ``samples`` and write the run into ``run_dir``.
+
+    The thread count (``config.threads``, else the CPUs available) and deterministic algorithms are set for the
+    run and put back afterwards (train/reproducibility.py): the same command on the same machine gives the same
+    weights.
+    """
     ctx = ctx or DistContext(device=resolve_device(config.device))
+    with reproducible(training_threads(config.threads), ctx.device) as runtime:
+        return _train(config, samples, run_dir, data_summary, resume, progress, ctx, runtime)
+
+
+def _train(config: TrainConfig, samples: list[Sample], run_dir: Path, data_summary: dict[str, Any] | None,
+           resume: bool, progress: bool, ctx: DistContext, runtime: dict[str, Any]) -> TrainResult:
     run_dir = Path(run_dir)
     if not samples:
         raise CosaEdgeError("the training data set is empty")
@@ -316,7 +328,8 @@ def train(config: TrainConfig, samples: list[Sample], run_dir: Path, *, data_sum
 
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", {"config": config.to_dict(), "data": data_summary or {}})
+        atomic_write_json(run_dir / "config.json", {"config": config.to_dict(), "data": data_summary or {},
+                                                    "runtime": {**runtime, "torch": torch.__version__}})
         _truncate_log(run_dir / "log.jsonl", start_epoch)
     summary = {**(data_summary or {}), "train_counts": class_counts(train_samples), "val_counts": class_counts(val_samples)}
     last_metrics: dict[str, Any] = {}
