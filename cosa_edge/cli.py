@@ -494,9 +494,9 @@ def _build_int8(onnx_model: Path, output: Path, target: str, check_data: str | N
               help="ONNX on GPUs: let ONNX Runtime hand the graph to TensorRT (FP16; INT8 for TensorRT's INT8 graph).")
 @click.option("--triton-trt-version", help="The TensorRT version of the Triton container that will serve a plan; "
               "a plan built with another version is refused (a plan runs only on the TensorRT that built it).")
-@click.option("--overwrite", is_flag=True, help="Replace a model of the same name already in the repository.")
 @click.option("--no-pipeline", is_flag=True, help="Only the model: no NAME_pipeline ensemble (raw frames in) and no "
               "NAME_preprocess model (whose Python backend needs cosa-edge installed in the server).")
+@overwrite_option
 @research_use
 def export_triton_command(engine: str, repo: str, name: str, max_batch: int, instances: int, kind: str,
                           tensorrt_accelerator: bool, triton_trt_version: str | None, overwrite: bool,

@@ -7,6 +7,12 @@ This is how the choices in cosa_edge/engines/int8.py were measured (docs/deploym
     python scripts/int8_variants.py runs/busi128.onnx --busi ../shared/data/busi \\
         --folds runs/busi-cv/folds.json --fold 0 --accuracy                  # accuracy on fold 0's test images
 
+On a CPU without VNNI (or an emulated one: qemu-x86_64 -cpu EPYC-Milan .venv/bin/python scripts/...), compare
+how ONNX Runtime runs each graph (--sessions): ``default`` (its default session), ``exact`` (exact U8U8 products,
+session.x64quantprecision: what cosa-edge runs ONNX Runtime's graphs with) and ``float-qdq`` (Q/DQ in float,
+session.disable_quant_qdq: what cosa-edge checks TensorRT's graph with). Without --busi the accuracy is taken
+on held-out phantoms (another seed than the calibration's); --no-timing where the CPU is emulated.
+
 Research use only, not for clinical diagnosis.
 """
 
@@ -29,6 +35,9 @@ from cosa_edge.engines import open_engine
 from cosa_edge.engines.accuracy import compare_to_reference
 from cosa_edge.engines.artifact import write_model_with_metadata
 from cosa_edge.engines.int8 import FP32_SCOPES, fp32_kept_nodes
+from cosa_edge.engines.int8_arithmetic import EXACT_X86_PRODUCTS, QDQ_IN_FLOAT
+from cosa_edge.engines.onnxruntime_engine import OnnxRuntimeEngine
+from cosa_edge.hardware import cpu_class
 
 OPS = {"conv": ["Conv"], "conv+add": ["Conv", "Add", "Relu"],
        "all": ["Conv", "Add", "Relu", "Concat", "Resize", "MaxPool"]}
@@ -47,9 +56,14 @@ class Reader:
         return None if frame is None else {"image": frame[None]}
 
 
-def session(path: str):  # noqa: ANN201
+SESSIONS = {"default": {}, "exact": dict([EXACT_X86_PRODUCTS]), "float-qdq": dict([QDQ_IN_FLOAT])}
+
+
+def session(path: str, entries: dict[str, str]):  # noqa: ANN201
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in entries.items():
+        options.add_session_config_entry(key, value)
     options.log_severity_level = 3
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
@@ -63,14 +77,22 @@ def main() -> None:
     parser.add_argument("--calib-count", type=int, default=400)
     parser.add_argument("--accuracy", action="store_true", help="also score each variant on the held-out images")
     parser.add_argument("--methods", default="minmax", help="comma-separated: minmax, percentile")
+    parser.add_argument("--ops", default=",".join(OPS), help=f"comma-separated: {', '.join(OPS)}")
+    parser.add_argument("--types", default=",".join(TYPES), help=f"comma-separated: {', '.join(TYPES)}")
+    parser.add_argument("--sessions", default="default", help=f"comma-separated: {', '.join(SESSIONS)}")
+    parser.add_argument("--phantoms", type=int, default=48, help="held-out phantoms for --accuracy without --busi")
+    parser.add_argument("--no-timing", action="store_true", help="accuracy only (an emulated CPU's times mean nothing)")
     args = parser.parse_args()
+    sessions_asked = args.sessions.split(",")
     metadata = open_engine(args.model).metadata
     size = metadata.input_size
     if args.busi:
         samples = load_dataset(f"busi:{args.busi}", progress=False, include_normal=True)
         train, test = (fold_part(samples, Path(args.folds), args.fold, part) for part in ("train", "test"))
     else:
-        train, test = load_dataset("phantom:64", progress=False, phantom_size=size), []
+        train = load_dataset("phantom:64", progress=False, phantom_size=size)
+        test = load_dataset(f"phantom:{args.phantoms}", progress=False, phantom_size=size, seed=23,
+                            include_normal=True) if args.accuracy else []
     order = np.random.default_rng(0).permutation(len(train))[:args.calib_count]
     frames = stack_frames([resize_grey(train[i].image, size) for i in sorted(order)])
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
@@ -80,7 +102,8 @@ def main() -> None:
     kept = set(fp32_kept_nodes(source))
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"fp32": args.model}
-        for (ops, kind, method) in itertools.product(OPS, TYPES, args.methods.split(",")):
+        for (ops, kind, method) in itertools.product(args.ops.split(","), args.types.split(","),
+                                                     args.methods.split(",")):
             activation, weight, reduce_range, symmetric = TYPES[kind]
             nodes = [n.name for n in source.graph.node if n.op_type in OPS[ops] and n.name not in kept]
             out = str(Path(tmp) / f"{ops}-{kind}-{method}.onnx")
@@ -93,30 +116,35 @@ def main() -> None:
             del quantized.metadata_props[:]
             write_model_with_metadata(quantized, metadata.with_changes(precision="int8"), Path(out))
             paths[f"{ops} {kind} {method}"] = out
-        sessions = {name: session(path) for name, path in paths.items()}
-        x = frames[:1]
-        for s in sessions.values():
-            for _ in range(5):
-                s.run(None, {"image": x})
-        times: dict[str, list[float]] = {name: [] for name in sessions}
-        for round_index in range(5):
-            for name, s in sessions.items():
-                time.sleep(0.05)
-                for _ in range(20):
-                    started = time.perf_counter()
+        print(f"CPU class {cpu_class()}; FP32 scopes kept: {', '.join(FP32_SCOPES)}; calibration: {len(frames)} images")
+        times: dict[str, list[float]] = {name: [] for name in paths}
+        if not args.no_timing:
+            sessions = {name: session(path, SESSIONS[sessions_asked[0]]) for name, path in paths.items()}
+            x = frames[:1]
+            for s in sessions.values():
+                for _ in range(5):
                     s.run(None, {"image": x})
-                    times[name].append(time.perf_counter() - started)
-        base = float(np.median(times["fp32"]))
-        print(f"FP32 scopes kept: {', '.join(FP32_SCOPES)}; calibration: {len(frames)} images")
-        for name in sessions:
-            line = f"{name:40s} {np.median(times[name]) * 1e3:6.2f} ms  {np.median(times[name]) / base:.2f}x FP32"
-            if args.accuracy and test and name != "fp32":
-                with open_engine(args.model) as reference, open_engine(paths[name]) as candidate:
-                    f = compare_to_reference(reference, candidate, test)
-                line += (f"  flips {f.class_flips}  presence {f.presence_flips}  mask Dice agreement "
-                         f"{f.mask_dice_agreement:.4f}  Dice {f.reference.dice:.4f}->{f.candidate.dice:.4f}  "
-                         f"ACC {f.reference.acc:.4f}->{f.candidate.acc:.4f}")
-            print(line, flush=True)
+            for round_index in range(5):
+                for name, s in sessions.items():
+                    time.sleep(0.05)
+                    for _ in range(20):
+                        started = time.perf_counter()
+                        s.run(None, {"image": x})
+                        times[name].append(time.perf_counter() - started)
+        base = float(np.median(times["fp32"])) if times["fp32"] else float("nan")
+        for name in paths:
+            for mode in sessions_asked if name != "fp32" else sessions_asked[:1]:
+                line = f"{name:40s} {mode:9s}"
+                if times[name]:
+                    line += f" {np.median(times[name]) * 1e3:6.2f} ms  {np.median(times[name]) / base:.2f}x FP32"
+                if args.accuracy and test and name != "fp32":
+                    with open_engine(args.model) as reference, \
+                            OnnxRuntimeEngine(Path(paths[name]), session_entries=SESSIONS[mode]) as candidate:
+                        f = compare_to_reference(reference, candidate, test)
+                    line += (f"  flips {f.class_flips}  presence {f.presence_flips}  mask Dice agreement "
+                             f"{f.mask_dice_agreement:.4f}  Dice {f.reference.dice:.4f}->{f.candidate.dice:.4f}  "
+                             f"ACC {f.reference.acc:.4f}->{f.candidate.acc:.4f}")
+                print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def test_an_int8_engine_records_the_cpu_class_of_its_check_and_warns_on_another(
     assert check["cpu_class"] == hardware.cpu_class()
     assert "x64quantprecision" in check["arithmetic"]
     other = "avx2" if hardware.cpu_class() != "avx2" else "avx512_vnni"
-    monkeypatch.setattr("cosa_edge.engines.int8.cpu_class", lambda: other)
+    monkeypatch.setattr("cosa_edge.engines.int8_arithmetic.cpu_class", lambda: other)
     with pytest.warns(CosaEdgeWarning, match=f"checked against the FP32 model on a CPU with .*this one has "
                                              f"{hardware.describe_cpu_class(other)}"):
         open_engine(built["onnxruntime"].engine).close()

@@ -124,6 +124,19 @@ def test_deploy_side_imports_without_torch() -> None:
     assert result.stdout.strip() == "[]", result.stdout
 
 
+def test_an_onnx_engine_opens_without_opencv_or_torch(exported_onnx: Path) -> None:
+    """A Triton server's Python environment (cosa-edge serve) has numpy, onnx and ONNX Runtime, not OpenCV or torch;
+    the import of cv2 and torch is made to fail here as it would there."""
+    code = ("import builtins, sys\nreal = builtins.__import__\n"
+            "def guarded(name, *args, **kwargs):\n"
+            "    if name.split('.')[0] in ('cv2', 'torch'):\n        raise ModuleNotFoundError(name)\n"
+            "    return real(name, *args, **kwargs)\n"
+            "builtins.__import__ = guarded\nfrom cosa_edge.engines import open_engine\n"
+            f"engine = open_engine({str(exported_onnx)!r})\nprint(engine.metadata.architecture)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "mtl_cosa", result.stderr[-1500:]
+
+
 def test_cli_help_runs_without_loading_torch() -> None:
     code = ("import sys\nfrom click.testing import CliRunner\nfrom cosa_edge.cli import cli\n"
             "r = CliRunner().invoke(cli, ['--help'])\nassert r.exit_code == 0, r.output\n"

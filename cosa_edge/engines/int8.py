@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,10 +49,12 @@ import numpy as np
 from .._optional import require
 from ..contract import INPUT_NAME, ModelMetadata, stack_frames
 from ..data import Sample, resize_grey
-from ..errors import CosaEdgeError, CosaEdgeWarning
-from ..hardware import cpu_class, describe_cpu_class
+from ..errors import CosaEdgeError
 from .artifact import read_verified_onnx, write_model_with_metadata
 from .fp16 import OOD_SCOPE, REGION_SCOPE, fp32_node_names
+from .int8_arithmetic import EXACT_X86_PRODUCTS, QDQ_IN_FLOAT, arithmetic, onnxruntime_session_entries, scheme_name
+
+__all__ = ["EXACT_X86_PRODUCTS", "QDQ_IN_FLOAT", "arithmetic", "onnxruntime_session_entries", "scheme_name"]
 
 #: Operator types that run in INT8 (outside the FP32 scopes below).
 QUANTIZED_OPS = ("Conv", "Add", "Relu", "Concat", "Resize", "MaxPool")
@@ -73,10 +74,6 @@ HISTOGRAM_MAX_IMAGES = 100
 #: flips on BUSI fold 0) and gained no speed; on AVX2 without VNNI, where it would avoid the 16-bit saturation,
 #: ONNX Runtime's exact U8U8 path (session.x64quantprecision) does so without losing a bit of the weights.
 ORT_REDUCE_RANGE = False
-#: ONNX Runtime's session entries: exact U8U8 products on x86 CPUs without VNNI (no effect on others), and
-#: Q/DQ computed in float instead of fused into 8-bit kernels.
-EXACT_X86_PRODUCTS = ("session.x64quantprecision", "1")
-QDQ_IN_FLOAT = ("session.disable_quant_qdq", "1")
 
 
 @dataclass(frozen=True)
@@ -155,48 +152,6 @@ def _quiet_quantizer() -> Iterator[None]:
         yield
     finally:
         root.setLevel(level)
-
-
-def scheme_name(quantization: dict[str, Any]) -> str | None:
-    """The scheme an INT8 model's metadata names (onnxruntime, tensorrt), or None for a float model."""
-    return (quantization.get("scheme") or {}).get("name")
-
-
-def onnxruntime_session_entries(quantization: dict[str, Any]) -> dict[str, str]:
-    """How ONNX Runtime runs a model with this quantization record, so that it computes alike on every x86 CPU.
-
-    TensorRT's graph runs as TensorRT computes it (Q/DQ in float: the check of a TensorRT engine must not
-    depend on the checking CPU's 8-bit kernels); every other graph with exact 8-bit products.
-    """
-    entries = dict([EXACT_X86_PRODUCTS])
-    if scheme_name(quantization) == "tensorrt":
-        entries.update([QDQ_IN_FLOAT])
-    return entries
-
-
-def arithmetic(quantization: dict[str, Any]) -> str:
-    """The arithmetic :func:`onnxruntime_session_entries` gives, in words, for the metadata of a check."""
-    if scheme_name(quantization) == "tensorrt":
-        return "TensorRT's: quantize and dequantize in float (ONNX Runtime's session.disable_quant_qdq)"
-    return "ONNX Runtime's 8-bit kernels, exact U8U8 products where the CPU has no VNNI (session.x64quantprecision)"
-
-
-def warn_if_checked_on_another_cpu(metadata: ModelMetadata, path: Path) -> None:
-    """An INT8 CPU engine whose accuracy check ran on another CPU class than this one: say so, once, as a warning.
-
-    With exact products the integer results match across classes (measured), but the FP32 layers around them
-    and the kernels' float epilogues differ in rounding, so the check's figures describe the class it ran on.
-    """
-    check = metadata.quantization.get("check") or {}
-    recorded = check.get("cpu_class")
-    if metadata.precision != "int8" or not recorded or scheme_name(metadata.quantization) == "tensorrt":
-        return
-    here = cpu_class()
-    if recorded != here:
-        warnings.warn(f"{path.name} was checked against the FP32 model on a CPU with {describe_cpu_class(recorded)}; "
-                      f"this one has {describe_cpu_class(here)}, whose 8-bit kernels differ: check it here with "
-                      "`cosa-edge bench --engine ... --check-data SPEC` before relying on it", CosaEdgeWarning,
-                      stacklevel=3)
 
 
 def _check_source(model: Any, metadata: ModelMetadata, source: Path) -> None:

@@ -13,7 +13,7 @@ from ..contract import INPUT_NAME, PREFIX, ModelMetadata
 from ..errors import CosaEdgeError, first_line
 from .artifact import scan_onnx, verify_scanned
 from .base import Engine, TensorSpec
-from .int8 import onnxruntime_session_entries, warn_if_checked_on_another_cpu
+from .int8_arithmetic import onnxruntime_session_entries, warn_if_checked_on_another_cpu
 from .plugin_fallback import PLUGIN_OP, replace_plugin_nodes
 
 
@@ -55,7 +55,10 @@ def _with_standard_region_maps(data: bytes) -> bytes:
 class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
 
-    def __init__(self, path: Path, threads: int | None = None, providers: str = "cpu") -> None:
+    def __init__(self, path: Path, threads: int | None = None, providers: str = "cpu",
+                 session_entries: dict[str, str] | None = None) -> None:
+        """``session_entries``: ONNX Runtime session entries instead of cosa-edge's choice for the model
+        (:func:`cosa_edge.engines.int8.onnxruntime_session_entries`); for measuring the alternatives only."""
         ort = require("onnxruntime")
         path = Path(path)
         if not path.is_file():
@@ -79,7 +82,8 @@ class OnnxRuntimeEngine(Engine):
             raise _load_error(path, exc) from None
         integrity = verify_scanned(digest, props, path)
         quantization = _quantization_record(props)
-        for key, value in onnxruntime_session_entries(quantization).items():
+        chosen_entries = onnxruntime_session_entries(quantization) if session_entries is None else session_entries
+        for key, value in chosen_entries.items():
             options.add_session_config_entry(key, value)
         try:
             session = ort.InferenceSession(data, sess_options=options, providers=chosen)

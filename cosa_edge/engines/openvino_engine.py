@@ -30,7 +30,7 @@ from ..errors import CosaEdgeError
 from ..fileio import atomic_write_json
 from .artifact import Integrity, check_sha256, read_verified_onnx
 from .base import Engine, TensorSpec
-from .int8 import warn_if_checked_on_another_cpu
+from .int8_arithmetic import warn_if_checked_on_another_cpu
 
 SUFFIX = ".xml"
 

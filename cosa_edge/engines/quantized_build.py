@@ -28,7 +28,8 @@ from .accuracy import Fidelity, compare_to_reference
 from .artifact import read_verified_onnx, write_model_with_metadata
 from .build import BatchRange, BuildResult, build_engine, install_engine, read_onnx_metadata, standard_ops_copy
 from ..hardware import cpu_class
-from .int8 import SCHEMES, CalibrationImages, arithmetic, quantize_int8
+from .int8 import SCHEMES, CalibrationImages, quantize_int8
+from .int8_arithmetic import arithmetic
 
 
 def _check_held_out(calibration: CalibrationImages, check: list[Sample]) -> None:
