@@ -174,9 +174,9 @@ def summarise(index: int, timestamp: float, lesion_probability: np.ndarray | Non
 
 
 #: Where a lesion's probability falls below the mask's 0.5 but stays above this, still joined to the mask, it is
-#: still the lesion's extent for PARTLY_OUT_OF_VIEW. At the side of the view the model's masks stop short of a
-#: lesion that runs on out of view (the probability there sank to 0.35-0.48 on the demo's models: docs/deployment.md,
-#: "Partly out of view"), while the haze along the sides of lesion-free frames stays below 0.2.
+#: still the lesion's extent for PARTLY_OUT_OF_VIEW. At the side of the view the demo's models' masks stopped short
+#: of a lesion that ran on out of view, where the probability was 0.36-0.47, while along the sides of lesion-free
+#: frames it stayed at 0.15-0.17 (docs/deployment.md, "Partly out of view").
 EXTENT_THRESHOLD = 0.3
 
 
