@@ -16,6 +16,7 @@ from .errors import CosaEdgeError
 _EXTRAS: dict[str, tuple[str, str]] = {
     "torch": ("train", "training, evaluation and export"),
     "torchvision": ("train", "the model's encoders"),
+    "timm": ("lite", "the EfficientNet-Lite encoders"),
     "onnx": ("export", "ONNX export"),
     "onnxconverter_common": ("export", "FP16 conversion of ONNX models"),
     "onnxruntime": ("export", "the ONNX Runtime engine and INT8 quantization"),

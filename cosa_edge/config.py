@@ -15,6 +15,12 @@ from typing import Any
 from .errors import CosaEdgeError
 
 
+#: Encoders by family (torch-free, for the command line): torchvision's ResNets and timm's EfficientNet-Lite.
+RESNET_ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
+LITE_ENCODERS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+ENCODERS = RESNET_ENCODERS + LITE_ENCODERS
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     architecture: str = "mtl_cosa"
@@ -22,7 +28,8 @@ class ModelConfig:
     image_size: int = 256
     decoder_channels: tuple[int, int, int, int] = (256, 128, 64, 32)
     num_classes: int = 2
-    #: Local torchvision ImageNet checkpoint for the encoder; None trains from scratch.
+    #: ImageNet weights for the encoder: "imagenet" (torchvision's for ResNets; the installed weights package for
+    #: EfficientNet-Lite, model/lite_weights.py) or a torchvision checkpoint file; None trains from scratch.
     pretrained: str | None = None
 
 

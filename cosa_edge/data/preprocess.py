@@ -27,6 +27,14 @@ class Normalisation:
 
 
 DEFAULT_NORMALISATION = Normalisation()
+#: What Google's TensorFlow EfficientNet-Lite weights were trained with: (x - 127.5) / 127.5 on 0..255.
+LITE_NORMALISATION = Normalisation(mean=0.5, std=0.5)
+
+
+def normalisation_for(encoder: str) -> Normalisation:
+    """The statistics an encoder's ImageNet weights expect (the default for ResNets, and for models trained from
+    scratch with them, as every model before EfficientNet-Lite was)."""
+    return LITE_NORMALISATION if encoder.startswith("efficientnet_lite") else DEFAULT_NORMALISATION
 
 
 def resize_grey(image: np.ndarray, size: int, roi: tuple[int, int, int, int] | None = None) -> np.ndarray:

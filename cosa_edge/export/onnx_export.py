@@ -26,7 +26,7 @@ from ..data.preprocess import DEFAULT_NORMALISATION, Normalisation
 from ..engines.artifact import SerializedModel
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_text
-from ..model import CLS_LOGITS, FEATURES, SEG_LOGITS
+from ..model import CLS_LOGITS, FEATURES, SEG_LOGITS, model_normalisation
 from ..model.cosa import COSA
 from ..model.regions import region_maps
 from .model_card import build_model_card, card_path, read_cv_results
@@ -53,6 +53,12 @@ class MahalanobisScore(nn.Module):
 def ood_metadata(payload: dict[str, Any]) -> dict[str, Any]:
     """What an artifact says about its out-of-distribution score: everything but the Gaussian itself."""
     return {k: v for k, v in payload.get("ood", {}).items() if k not in ("mean", "precision")}
+
+
+def normalisation_record(model: nn.Module) -> dict[str, float]:
+    """The input statistics applied inside the graph, as the metadata records them."""
+    norm = model_normalisation(model)
+    return {"mean": norm.mean, "std": norm.std}
 
 
 class DeployModule(nn.Module):
@@ -83,7 +89,8 @@ class DeployModule(nn.Module):
         training fitted one, its out-of-distribution score."""
         ood = payload.get("ood")
         score = MahalanobisScore(ood["mean"], ood["precision"]) if ood and "mean" in ood else None
-        return cls(model, temperature=float(payload.get("calibration", {}).get("temperature", 1.0)), ood=score)
+        return cls(model, norm=model_normalisation(model),
+                   temperature=float(payload.get("calibration", {}).get("temperature", 1.0)), ood=score)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.model(image * self.scale - self.shift)
@@ -183,7 +190,7 @@ def export_onnx(checkpoint: Path, output: Path, *, opset: int = DEFAULT_OPSET, c
     metadata = ModelMetadata(
         architecture=config.model.architecture, encoder=config.model.encoder, input_size=size, outputs=tuple(names),
         cosa_edge_version=__version__, weights_sha256=payload.get("weights_sha256", ""),
-        training_data=payload.get("data", {}), cosa_op=cosa_op, presence=payload.get("presence", {}),
+        normalisation=normalisation_record(model), training_data=payload.get("data", {}), cosa_op=cosa_op, presence=payload.get("presence", {}),
         calibration=payload.get("calibration", {}), ood=ood_metadata(payload) if OOD_OUTPUT in names else {},
     )
     proto.producer_name, proto.producer_version = "cosa-edge", __version__

@@ -40,7 +40,7 @@ class TorchEngine(Engine):
 
     def __init__(self, path: Path, device: str = "cpu", threads: int | None = None) -> None:
         torch = require("torch")  # first, so that a missing torch is one line naming the extra
-        from .onnx_export import DeployModule, ood_metadata
+        from .onnx_export import DeployModule, normalisation_record, ood_metadata
 
         from ..train.reproducibility import torch_threads
 
@@ -55,6 +55,7 @@ class TorchEngine(Engine):
         metadata = ModelMetadata(architecture=config.model.architecture, encoder=config.model.encoder,
                                  input_size=config.model.image_size, outputs=tuple(self.module.output_names),
                                  cosa_edge_version=__version__, weights_sha256=payload.get("weights_sha256", ""),
+                                 normalisation=normalisation_record(model),
                                  training_data=payload.get("data", {}), presence=payload.get("presence", {}),
                                  calibration=payload.get("calibration", {}),
                                  ood=ood_metadata(payload) if self.module.ood is not None else {})

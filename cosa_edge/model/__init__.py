@@ -2,6 +2,7 @@
 
 from .networks import CLS_LOGITS, FEATURES, SEG_LOGITS
 from ..config import ModelConfig
-from .registry import ARCHITECTURES, build_model
+from .registry import ARCHITECTURES, build_model, model_normalisation
 
-__all__ = ["ARCHITECTURES", "CLS_LOGITS", "FEATURES", "ModelConfig", "SEG_LOGITS", "build_model"]
+__all__ = ["ARCHITECTURES", "CLS_LOGITS", "FEATURES", "ModelConfig", "SEG_LOGITS", "build_model",
+           "model_normalisation"]

@@ -1,4 +1,4 @@
-"""Encoders from torchvision, adapted to one grey input channel.
+"""Encoders, adapted to one grey input channel: torchvision's ResNets and timm's EfficientNet-Lite0/1/2.
 
 Contract (as in segmentation_models_pytorch): ``out_channels`` lists the
 channels of C1..C5, ``forward`` returns [C1, ..., C5] at strides 2, 4, 8, 16, 32.
@@ -12,11 +12,14 @@ import torch
 from torch import nn
 from torchvision import models
 
+from .._optional import require
+from ..config import ENCODERS, LITE_ENCODERS
 from ..errors import CosaEdgeError
+from .lite_weights import LITE_WEIGHTS, timm_state_dict
 
 _RESNETS = {"resnet18": models.resnet18, "resnet34": models.resnet34,
             "resnet50": models.resnet50, "resnet101": models.resnet101}
-ENCODER_NAMES = tuple(_RESNETS)
+ENCODER_NAMES = ENCODERS
 
 
 def grey_first_conv(conv: nn.Conv2d) -> nn.Conv2d:
@@ -104,3 +107,37 @@ class ResNetEncoder(nn.Module):
         c3 = self.layer2(c2)
         c4 = self.layer3(c3)
         return [c1, c2, c3, c4, self.layer4(c4)]
+
+
+class EfficientNetLiteEncoder(nn.Module):
+    """timm's ``tf_efficientnet_lite0/1/2`` as a feature extractor (strides 2 to 32), with one grey input channel.
+
+    ``pretrained="imagenet"``: the ImageNet weights of the installed weight package (model/lite_weights.py), the
+    first convolution's RGB filters summed as for the ResNets. Made for edge devices and 8-bit inference: no
+    squeeze-excitation, ReLU6.
+    """
+
+    def __init__(self, name: str = "efficientnet_lite0", pretrained: Path | str | None = None) -> None:
+        super().__init__()
+        if name not in LITE_ENCODERS:
+            raise CosaEdgeError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODER_NAMES)}")
+        timm = require("timm")
+        self.net = timm.create_model(LITE_WEIGHTS[name].timm_name, pretrained=False, features_only=True, in_chans=1)
+        if pretrained is not None:
+            if str(pretrained) != IMAGENET:
+                raise CosaEdgeError(f"{name} takes --pretrained imagenet (the installed weights package), not a file")
+            head = ("conv_head.", "bn2.", "classifier.")  # the classifier's layers after C5, which the encoder drops
+            state = {k: v for k, v in timm_state_dict(name).items() if not k.startswith(head)}
+            state["conv_stem.weight"] = state["conv_stem.weight"].sum(dim=1, keepdim=True)
+            self.net.load_state_dict(state, strict=True)
+        self.out_channels: tuple[int, ...] = tuple(self.net.feature_info.channels())
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.net(x))
+
+
+def build_encoder(name: str, pretrained: Path | str | None = None) -> nn.Module:
+    """The encoder ``name`` (see ENCODER_NAMES), from scratch or with ImageNet weights."""
+    if name in LITE_ENCODERS:
+        return EfficientNetLiteEncoder(name, pretrained)
+    return ResNetEncoder(name, pretrained)

@@ -16,7 +16,7 @@ from torchvision import models
 from .attention import SelfAttention2d
 from .cosa import COSA
 from .decoder import UDecoder
-from .encoders import ResNetEncoder, grey_first_conv
+from .encoders import build_encoder, grey_first_conv
 
 SEG_LOGITS = "seg_logits"
 CLS_LOGITS = "cls_logits"
@@ -50,7 +50,7 @@ class EncoderDecoderNet(nn.Module):
     def __init__(self, encoder: str, decoder_channels: tuple[int, int, int, int], head: str | None,
                  num_classes: int = 2, pretrained: Path | str | None = None) -> None:
         super().__init__()
-        self.encoder = ResNetEncoder(encoder, pretrained)
+        self.encoder = build_encoder(encoder, pretrained)
         width = self.encoder.out_channels[-1]
         self.decoder = UDecoder(self.encoder.out_channels, decoder_channels, num_classes)
         self.head = head
@@ -79,7 +79,7 @@ class ResNetClassifier(nn.Module):
 
     def __init__(self, encoder: str, num_classes: int = 2, pretrained: Path | str | None = None) -> None:
         super().__init__()
-        self.encoder = ResNetEncoder(encoder, pretrained)
+        self.encoder = build_encoder(encoder, pretrained)
         self.classifier = nn.Linear(self.encoder.out_channels[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from ..config import ModelConfig
+from ..data.preprocess import DEFAULT_NORMALISATION, Normalisation, normalisation_for
 from ..errors import CosaEdgeError
 from .networks import EncoderDecoderNet, LeNet, ResNetClassifier, VGG16Classifier
 
@@ -46,8 +47,17 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 
 def build_model(config: ModelConfig) -> nn.Module:
+    """The model, with ``normalisation``: the input statistics its encoder expects, which training, evaluation
+    and the exported graph all apply (data/preprocess.py normalisation_for)."""
     if config.architecture not in ARCHITECTURES:
         raise CosaEdgeError(f"unknown architecture {config.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
     if config.image_size % 32:
         raise CosaEdgeError(f"image size {config.image_size} must be a multiple of 32 (the encoder's stride)")
-    return ARCHITECTURES[config.architecture].build(config)
+    model = ARCHITECTURES[config.architecture].build(config)
+    model.normalisation = normalisation_for(config.encoder)
+    return model
+
+
+def model_normalisation(model: nn.Module) -> Normalisation:
+    """A model's input statistics (the default for a module built before models carried them)."""
+    return getattr(model, "normalisation", DEFAULT_NORMALISATION)

@@ -12,8 +12,10 @@ from torch import nn
 
 from .. import __version__
 from ..config import TrainConfig
+from ..data.preprocess import Normalisation
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_bytes
+from ..model.registry import model_normalisation
 
 CHECKPOINT_FORMAT = "cosa-edge-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -46,6 +48,8 @@ def save_checkpoint(path: Path, model: nn.Module, config: TrainConfig, **state: 
         "config": config.to_dict(),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "weights_sha256": weights_sha256(model),
+        # The input statistics the weights were trained with (older checkpoints: their encoder's, the default).
+        "normalisation": {"mean": model_normalisation(model).mean, "std": model_normalisation(model).std},
         **state,
     }
     buffer = io.BytesIO()
@@ -97,4 +101,6 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Modul
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:
         raise CosaEdgeError(f"checkpoint {path} does not match its own model configuration: {exc}") from None
+    if "normalisation" in payload:
+        model.normalisation = Normalisation(**payload["normalisation"])
     return model.to(device).eval(), config, payload

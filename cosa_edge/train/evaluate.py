@@ -14,7 +14,7 @@ from .. import BENIGN
 from ..data import Sample, preprocess
 from ..metrics import (auc, classification_metrics, clinical_metrics, mean_segmentation_metrics, roc_curve,
                        segmentation_metrics_one)
-from ..model import CLS_LOGITS, FEATURES, SEG_LOGITS
+from ..model import CLS_LOGITS, FEATURES, SEG_LOGITS, model_normalisation
 from ..presence import DEFAULT_MIN_LESION_SHARE, lesion_share, presence_metrics
 from ..progress import progress_bar
 
@@ -42,13 +42,14 @@ class Predictions:
 def predict(model: nn.Module, samples: list[Sample], image_size: int, device: torch.device,
             batch_size: int = 16, progress: bool = False) -> Predictions:
     model.eval()
+    norm = model_normalisation(model)
     probabilities: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     tasks = getattr(model, "tasks", ())
     starts = range(0, len(samples), batch_size)
     for start in progress_bar(starts, desc="evaluating", unit="batch", disable=not progress, leave=False):
         chunk = samples[start:start + batch_size]
-        batch = torch.from_numpy(np.stack([preprocess(s.image, image_size) for s in chunk])).to(device)
+        batch = torch.from_numpy(np.stack([preprocess(s.image, image_size, norm) for s in chunk])).to(device)
         outputs = model(batch)
         if CLS_LOGITS in outputs:
             probabilities.append(torch.softmax(outputs[CLS_LOGITS].float(), dim=1).cpu().numpy())
@@ -71,9 +72,11 @@ def collect_features(model: nn.Module, images: list[np.ndarray], image_size: int
     """(N, D) features of each grey image (what the out-of-distribution score uses); None if the model has
     no such output."""
     model.eval()
+    norm = model_normalisation(model)
     chunks = []
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.stack([preprocess(image, image_size) for image in images[start:start + batch_size]]))
+        batch = torch.from_numpy(np.stack([preprocess(image, image_size, norm)
+                                           for image in images[start:start + batch_size]]))
         outputs = model(batch.to(device))
         if FEATURES not in outputs:
             return None

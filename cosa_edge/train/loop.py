@@ -35,7 +35,7 @@ from ..data.augment import acquisition_view
 from ..data.splits import near_duplicate_groups, stratified_holdout
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_json, atomic_write_text, json_safe
-from ..model import CLS_LOGITS, SEG_LOGITS, build_model
+from ..model import CLS_LOGITS, SEG_LOGITS, build_model, model_normalisation
 from ..ood import choose_threshold, fit_gaussian, mahalanobis
 from ..presence import DEFAULT_MIN_LESION_SHARE, choose_min_lesion_share
 from ..progress import progress_bar
@@ -319,7 +319,8 @@ def _train(config: TrainConfig, samples: list[Sample], run_dir: Path, data_summa
             network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
         network = DistributedDataParallel(network, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
-    dataset = SegClsDataset(train_samples, config.model.image_size, augment=config.augment, seed=config.seed)
+    dataset = SegClsDataset(train_samples, config.model.image_size, augment=config.augment, seed=config.seed,
+                            norm=model_normalisation(model))
     # DistributedSampler in one process too: the same seed gives the same global batches for any world size.
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed)
     local_batch = config.batch_size // ctx.world_size

