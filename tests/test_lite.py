@@ -100,6 +100,19 @@ def test_a_lite_model_trains_and_exports_with_its_own_normalisation(tmp_path: Pa
     assert result.metadata.normalisation == {"mean": 0.5, "std": 0.5} and result.metadata.encoder == "efficientnet_lite0"
     agreement = check_export_parity(tmp_path / "lite.onnx", tmp_path / "run" / "last.pt", samples[:4])
     assert agreement.max_probability_difference < 1e-3 and agreement.same_class == 1.0
+    # TensorFlow's "same" padding is in the Convs' own pads: no Pad, and no shape arithmetic to compute one.
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "lite.onnx")).graph
+    encoder_ops = [n.op_type for n in graph.node if n.name.startswith("/model/encoder/")]
+    assert not {"Pad", "Shape", "Ceil", "Gather"} & set(encoder_ops), sorted(set(encoder_ops))
+    convs = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert encoder_ops.count("Conv") == len(convs)
+    strided = [n for n in graph.node if n.op_type == "Conv" and n.name.startswith("/model/encoder/")
+               and [a.ints for a in n.attribute if a.name == "strides"][0][0] == 2]
+    assert strided and all(list([a.ints for a in n.attribute if a.name == "pads"][0]) in ([0, 0, 1, 1], [1, 1, 2, 2])
+                           for n in strided)  # TensorFlow's: the odd pixel after
+    assert type(model.encoder.net.conv_stem).__name__ == "Conv2dSame"  # the model has its own modules back
     # A checkpoint written before checkpoints recorded their normalisation loads with its encoder's (ResNet's).
     old = torch.load(trained_checkpoint, map_location="cpu", weights_only=True)
     old.pop("normalisation", None)

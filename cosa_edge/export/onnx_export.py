@@ -29,6 +29,7 @@ from ..fileio import atomic_write_text
 from ..model import CLS_LOGITS, FEATURES, SEG_LOGITS, model_normalisation
 from ..model.cosa import COSA
 from ..model.regions import region_maps
+from .same_padding import static_same_padding
 from .model_card import build_model_card, card_path, read_cv_results
 from .torch_engine import load_verified_model
 
@@ -181,7 +182,8 @@ def export_onnx(checkpoint: Path, output: Path, *, opset: int = DEFAULT_OPSET, c
     names = deploy.output_names
     buffer = io.BytesIO()
     plugin = cosa_op_as_plugin(model) if cosa_op == "plugin" else contextlib.nullcontext()
-    with plugin, warnings.catch_warnings(), torch.no_grad():
+    # TensorFlow-style "same" padding (the EfficientNet-Lite encoders) as constants, then folded into the Convs.
+    with plugin, static_same_padding(deploy, example), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice is not for users
         torch.onnx.export(deploy, (example,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
                           output_names=names, dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}},
