@@ -121,3 +121,32 @@ def test_a_lite_model_trains_and_exports_with_its_own_normalisation(tmp_path: Pa
     assert model.normalisation == normalisation_for("resnet18")
     with open_engine(result.path) as engine:
         assert json.loads(json.dumps(engine.metadata.normalisation)) == {"mean": 0.5, "std": 0.5}
+
+
+def test_every_lite_encoder_convolution_runs_in_8_bits_and_relu6_is_no_float_island(tmp_path: Path) -> None:
+    """ReLU6 exports as Clip: quantized with the convolutions, ONNX Runtime's graph folds it into their output
+    ranges and TensorRT's keeps it between Q/DQ pairs; neither leaves it computing in float between them."""
+    import onnx
+
+    from cosa_edge.config import ModelConfig
+    from cosa_edge.data.phantom import make_phantom_dataset
+    from cosa_edge.engines.int8 import SCHEMES, calibration_from_samples, qdq_summary, quantize_int8
+    from cosa_edge.export.onnx_export import export_onnx
+    from cosa_edge.model import build_model
+    from cosa_edge.train.checkpoint import save_checkpoint
+    from cosa_edge.config import TrainConfig
+
+    config = TrainConfig(model=ModelConfig(encoder="efficientnet_lite0", image_size=64, decoder_channels=(32, 16, 16, 8)))
+    save_checkpoint(tmp_path / "lite.pt", build_model(config.model), config)
+    export_onnx(tmp_path / "lite.pt", tmp_path / "lite.onnx")
+    calibration = calibration_from_samples(make_phantom_dataset(8, seed=1, size=(64, 64)), 64, 8, "phantom")
+    for name, scheme in SCHEMES.items():
+        quantize_int8(tmp_path / "lite.onnx", tmp_path / f"{name}.onnx", calibration, scheme)
+        graph = onnx.load(str(tmp_path / f"{name}.onnx"))
+        in_8_bits = set(qdq_summary(graph)["int8_nodes"])
+        convs = [n.name for n in graph.graph.node if n.op_type == "Conv" and n.name.startswith("/model/encoder/")]
+        assert convs and all(conv in in_8_bits for conv in convs), name
+        clips = [n.name for n in graph.graph.node if n.op_type == "Clip" and n.name.startswith("/model/encoder/")]
+        assert all(clip in in_8_bits for clip in clips), name  # none computes in float between DQ and Q
+        if name == "onnxruntime":
+            assert not clips  # absorbed into the convolutions' output ranges

@@ -56,8 +56,10 @@ from .int8_arithmetic import EXACT_X86_PRODUCTS, QDQ_IN_FLOAT, arithmetic, onnxr
 
 __all__ = ["EXACT_X86_PRODUCTS", "QDQ_IN_FLOAT", "arithmetic", "onnxruntime_session_entries", "scheme_name"]
 
-#: Operator types that run in INT8 (outside the FP32 scopes below).
-QUANTIZED_OPS = ("Conv", "Add", "Relu", "Concat", "Resize", "MaxPool")
+#: Operator types that run in INT8 (outside the FP32 scopes below). Clip is ReLU6 (the EfficientNet-Lite encoders):
+#: quantized, ONNX Runtime's graph absorbs it into the convolution's output range (no float island between a
+#: DequantizeLinear and a QuantizeLinear: 32 of them in lite0 otherwise), and TensorRT's keeps it between Q/DQ.
+QUANTIZED_OPS = ("Conv", "Add", "Relu", "Clip", "Concat", "Resize", "MaxPool")
 #: Node-name scopes kept in FP32 whatever their operator: COSA (region maps and attention), plain self-attention,
 #: the decoder's head and its final resize (the logits behind the mask), and the out-of-distribution score.
 FP32_SCOPES = (REGION_SCOPE, "/model/self_attention/", "/model/decoder/head", "/model/decoder/Resize", OOD_SCOPE)
