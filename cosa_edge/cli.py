@@ -111,6 +111,12 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--lr-schedule", type=click.Choice(["constant", "warmup-cosine"]),
                      help="constant (the paper's) or a linear warm-up then a cosine decay to 0."),
         click.option("--warmup-epochs", type=click.FloatRange(min=0), help="Warm-up length for warmup-cosine."),
+        click.option("--encoder-lr-factor", type=click.FloatRange(min=0, min_open=True),
+                     help="Fine-tuning: the encoder's learning rate is --lr times this (default 1: one rate)."),
+        click.option("--freeze-encoder-batchnorm/--train-encoder-batchnorm", default=None,
+                     help="Fine-tuning: keep the encoder's batch-norm statistics as loaded (default: re-estimated)."),
+        click.option("--optimizer", type=click.Choice(["adam", "adamw"]),
+                     help="adam (the paper's) or adamw (decoupled weight decay, for pretrained weights)."),
         click.option("--include-normal", is_flag=True, default=None,
                      help="Also lesion-free images (BUSI's normal/ folder; a fifth of the phantoms). They train the "
                           "segmentation to answer 'no lesion' and choose the presence threshold on validation."),

@@ -75,6 +75,15 @@ class TrainConfig:
     #: process (shared among a node's DDP processes). The thread count changes a CPU run's float sums, so the
     #: same weights need the same count (train/reproducibility.py).
     threads: int | None = None
+    #: Fine-tuning a pretrained encoder. The encoder's base learning rate is ``lr`` times this (the decoder and
+    #: heads keep ``lr``); the schedule scales each group's own base rate. 1: one rate for every weight, as before.
+    encoder_lr_factor: float = 1.0
+    #: Keep the encoder's batch-norm statistics as loaded (ImageNet's) instead of re-estimating them from batches
+    #: of 12 ultrasound images; its affine weights still learn.
+    freeze_encoder_batchnorm: bool = False
+    #: "adam" (the paper's: weight decay added to the gradient) or "adamw" (decoupled weight decay, which does not
+    #: pull pretrained weights towards zero through Adam's per-weight scaling).
+    optimizer: str = "adam"
 
     def replace(self, **changes: Any) -> TrainConfig:
         model_changes = {k: v for k, v in changes.items() if k in _MODEL_FIELDS and v is not None}

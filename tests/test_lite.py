@@ -150,3 +150,30 @@ def test_every_lite_encoder_convolution_runs_in_8_bits_and_relu6_is_no_float_isl
         assert all(clip in in_8_bits for clip in clips), name  # none computes in float between DQ and Q
         if name == "onnxruntime":
             assert not clips  # absorbed into the convolutions' output ranges
+
+
+def test_fine_tuning_gives_the_encoder_its_own_rate_frozen_statistics_and_decoupled_decay(tmp_path: Path) -> None:
+    from cosa_edge.config import load_preset
+    from cosa_edge.data.phantom import make_phantom_dataset
+    from cosa_edge.model import build_model
+    from cosa_edge.train.checkpoint import load_checkpoint
+    from cosa_edge.train.loop import make_optimizer, train
+
+    config = load_preset("edge").replace(encoder="efficientnet_lite0", pretrained="imagenet", image_size=64,
+                                         decoder_channels=(32, 16, 16, 8), epochs=2, batch_size=4, val_fraction=0.0,
+                                         device="cpu", lr=1e-3, encoder_lr_factor=0.1, optimizer="adamw",
+                                         freeze_encoder_batchnorm=True, lr_schedule="warmup-cosine", warmup_epochs=1)
+    optimizer = make_optimizer(build_model(config.model), config)
+    assert type(optimizer).__name__ == "AdamW"
+    assert [g["base_lr"] for g in optimizer.param_groups] == pytest.approx([1e-4, 1e-3])
+    before = {k: v.clone() for k, v in build_model(config.model).encoder.state_dict().items() if "running" in k}
+    train(config, make_phantom_dataset(8, seed=0, size=(64, 64)), tmp_path / "run", progress=False)
+    payload = load_checkpoint(tmp_path / "run" / "last.pt")
+    after = {k.removeprefix("encoder."): v for k, v in payload["model"].items() if k.startswith("encoder.")}
+    assert before and all(torch.equal(before[k], after[k]) for k in before)  # ImageNet's statistics, untouched
+    groups = payload["optimizer"]["param_groups"]
+    assert [g["base_lr"] for g in groups] == pytest.approx([1e-4, 1e-3])
+    # The schedule scaled each group's own rate: both by the same factor at the last step.
+    assert groups[0]["lr"] / groups[0]["base_lr"] == pytest.approx(groups[1]["lr"] / groups[1]["base_lr"])
+    with pytest.raises(CosaEdgeError, match="optimizer 'sgd'"):
+        make_optimizer(build_model(config.model), config.replace(optimizer="sgd"))

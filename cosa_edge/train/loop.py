@@ -234,6 +234,33 @@ def split_validation(samples: list[Sample], config: TrainConfig) -> tuple[list[S
     return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
 
 
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW; with ``encoder_lr_factor`` other than 1, the encoder in a group of its own with its own base
+    rate (``base_lr``, which the schedule scales; one group otherwise, as checkpoints before this expect)."""
+    if config.optimizer not in OPTIMIZERS:
+        raise CosaEdgeError(f"optimizer {config.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    encoder = getattr(model, "encoder", None)
+    if config.encoder_lr_factor != 1.0 and encoder is not None:
+        own = {id(p) for p in encoder.parameters()}
+        groups = [{"params": list(encoder.parameters()), "base_lr": config.lr * config.encoder_lr_factor},
+                  {"params": [p for p in model.parameters() if id(p) not in own], "base_lr": config.lr}]
+    else:
+        groups = [{"params": list(model.parameters()), "base_lr": config.lr}]
+    for group in groups:
+        group["lr"] = group["base_lr"]
+    return OPTIMIZERS[config.optimizer](groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Batch-norm layers of ``module`` normalise with their running statistics and stop updating them."""
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.eval()
+
+
 def _check_resume(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any] | None:
     last = run_dir / "last.pt"
     if not last.exists():
@@ -298,13 +325,15 @@ def _train(config: TrainConfig, samples: list[Sample], run_dir: Path, data_summa
     torch.manual_seed(config.seed)
     model = build_model(config.model)
     tasks = model.tasks
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config)
     use_amp = config.amp and ctx.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start_epoch, best_score, best_epoch = 0, -math.inf, 0
     if previous is not None:
         model.load_state_dict(previous["model"])
         optimizer.load_state_dict(previous["optimizer"])
+        for group in optimizer.param_groups:  # a run written before groups had their own base rate had one group
+            group.setdefault("base_lr", config.lr)
         scaler.load_state_dict(previous["scaler"])
         start_epoch, best_score, best_epoch = previous["epoch"], previous["best_score"], previous["best_epoch"]
     model.to(ctx.device)
@@ -348,6 +377,8 @@ def _train(config: TrainConfig, samples: list[Sample], run_dir: Path, data_summa
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         network.train()
+        if config.freeze_encoder_batchnorm:
+            freeze_batchnorm(model.encoder)
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
         totals: dict[str, float] = {}
@@ -355,9 +386,9 @@ def _train(config: TrainConfig, samples: list[Sample], run_dir: Path, data_summa
         batches = progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
                                disable=not (progress and ctx.is_main))
         for step, (images, masks, labels) in enumerate(batches):
+            factor = lr_factor(config.lr_schedule, epoch + step / n_steps, config.epochs, config.warmup_epochs)
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * lr_factor(config.lr_schedule, epoch + step / n_steps, config.epochs,
-                                                    config.warmup_epochs)
+                group["lr"] = group["base_lr"] * factor
             images, masks, labels = (t.to(ctx.device, non_blocking=True) for t in (images, masks, labels))
             with autocast():
                 outputs = network(images)
