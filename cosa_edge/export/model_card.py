@@ -186,7 +186,7 @@ def _training_section(metadata: ModelMetadata, checkpoint: dict[str, Any]) -> li
         f"Trained on: {_counts(data.get('train_counts'))}; held out for validation: {_counts(data.get('val_counts'))}.",
         f"Training: {config.get('epochs', '?')} epochs planned; this checkpoint is epoch {checkpoint.get('epoch', '?')}, "
         f"selected by: {checkpoint.get('selected_by', 'the last epoch written')}; encoder "
-        f"{'initialised from ImageNet weights' if model.get('pretrained') else 'trained from scratch'}; "
+        f"{_initialisation(model)}; "
         f"{model.get('image_size', metadata.input_size)} px; batch {config.get('batch_size', '?')}; "
         f"learning rate {config.get('lr', '?')}; seed {config.get('seed', '?')}.",
     ])]
@@ -194,6 +194,20 @@ def _training_section(metadata: ModelMetadata, checkpoint: dict[str, Any]) -> li
         lines += ["", "Provenance, as the dataset's paper states it:", "", *_bullets(BUSI_PROVENANCE), "",
                   "Known limitations of the data:", "", *_bullets(BUSI_LIMITATIONS)]
     return lines
+
+
+def _initialisation(model: dict[str, Any]) -> str:
+    """How the encoder started, naming the weights, their provenance and licence where they are known."""
+    if not model.get("pretrained"):
+        return "trained from scratch"
+    from ..model.lite_weights import LITE_WEIGHTS  # here: cosa_edge.model's package imports torch
+
+    lite = LITE_WEIGHTS.get(model.get("encoder", ""))
+    if lite is not None and model["pretrained"] == "imagenet":
+        return f"initialised from the {lite.provenance}"
+    if model["pretrained"] == "imagenet":
+        return "initialised from torchvision's ImageNet-1k weights (IMAGENET1K_V1)"
+    return f"initialised from ImageNet weights in {Path(str(model['pretrained'])).name}"
 
 
 def _presence_section(metadata: ModelMetadata) -> list[str]:
