@@ -408,6 +408,18 @@ def test_bottleneck_encoders_export_only_what_tensorrt_10_supports(workdir: Path
         workdir / "resnet50.pt", "edge", encoder="resnet50", image_size=SMALL_SIZE, decoder_channels=TINY_DECODER))
 
 
+def test_efficientnet_lite_exports_only_what_tensorrt_10_supports(workdir: Path) -> None:
+    """Depthwise convolutions, ReLU6 as Clip, and TensorFlow's asymmetric "same" padding inside the Conv pads."""
+    pytest.importorskip("timm")
+    _assert_export_and_fp16_conform(_random_checkpoint(
+        workdir / "lite0.pt", "edge", encoder="efficientnet_lite0", image_size=SMALL_SIZE,
+        decoder_channels=TINY_DECODER))
+    plugin = workdir / "lite0_plugin.onnx"  # and the plugin path
+    export_onnx(_random_checkpoint(workdir / "lite0p.pt", "edge", encoder="efficientnet_lite0", image_size=SMALL_SIZE,
+                                   decoder_channels=TINY_DECODER), plugin, cosa_op="plugin")
+    _assert_conforms(plugin)
+
+
 @pytest.mark.slow
 def test_the_paper_preset_exports_only_what_tensorrt_10_supports(workdir: Path) -> None:
     """The paper preset as it is (MTL-COSA, ResNet-101, the paper's decoder) but at 64 px: ~30 s."""
