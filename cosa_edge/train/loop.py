@@ -377,7 +377,7 @@ def _train(config: TrainConfig, samples: list[Sample], run_dir: Path, data_summa
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         network.train()
-        if config.freeze_encoder_batchnorm:
+        if config.freeze_encoder_batchnorm and hasattr(model, "encoder"):  # VGG-16 and LeNet have none
             freeze_batchnorm(model.encoder)
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
