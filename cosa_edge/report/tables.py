@@ -261,8 +261,17 @@ CAPTIONS = {
 }
 
 
-#: What write_tables writes besides one CSV per table.
-TABLE_FILES = ("tables.md", "results.json")
+#: Each table's CSV name (without .csv) and its title in tables.md.
+TABLE_TITLES = {
+    "table1_segmentation": "Table 1. Tumour segmentation (%), mean ± std over folds, per-image averages",
+    "table2_classification": "Table 2. Tumour classification (%), BENIGN as the positive class (the paper's convention)",
+    "table2_clinical": "Clinical convention: MALIGNANT as the positive class (%)",
+    "presence": "Lesion presence per image (normal images against lesion images)",
+    "calibration": "Calibration of the class probabilities (test folds, lesion images)",
+    "ood": "The out-of-distribution gate on held-out images of the training data set",
+}
+#: Every file write_tables may write (the CSVs of the tables the results hold).
+TABLE_FILES = ("tables.md", "results.json", *(f"{name}.csv" for name in TABLE_TITLES))
 
 
 def write_tables(results: dict[str, dict[str, Any]], data_spec: str, out_dir: Path, preamble: str = "",
@@ -273,21 +282,13 @@ def write_tables(results: dict[str, dict[str, Any]], data_spec: str, out_dir: Pa
     """
     out_dir = Path(out_dir)
     tables = {**build_tables(results, data_spec), **build_presence_tables(results)}
-    titles = {
-        "table1_segmentation": "Table 1. Tumour segmentation (%), mean ± std over folds, per-image averages",
-        "table2_classification": "Table 2. Tumour classification (%), BENIGN as the positive class (the paper's convention)",
-        "table2_clinical": "Clinical convention: MALIGNANT as the positive class (%)",
-        "presence": "Lesion presence per image (normal images against lesion images)",
-        "calibration": "Calibration of the class probabilities (test folds, lesion images)",
-        "ood": "The out-of-distribution gate on held-out images of the training data set",
-    }
     # Every report says what the figures may be used for, first.
     markdown = [f"*{INTENDED_USE}*\n", *([preamble.rstrip() + "\n"] if preamble else [])]
     written = []
     for name, (header, rows) in tables.items():
         caption = f"{CAPTIONS[name]}\n\n" if name in CAPTIONS else ""
         notes = f"\n{_fold_notes(results, name)}" if name in CAPTIONS else ""
-        markdown.append(f"### {titles[name]}\n\n{caption}{_markdown_table(header, rows)}{notes}")
+        markdown.append(f"### {TABLE_TITLES[name]}\n\n{caption}{_markdown_table(header, rows)}{notes}")
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(header)
