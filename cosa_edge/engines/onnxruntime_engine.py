@@ -58,7 +58,7 @@ class OnnxRuntimeEngine(Engine):
     def __init__(self, path: Path, threads: int | None = None, providers: str = "cpu",
                  session_entries: dict[str, str] | None = None) -> None:
         """``session_entries``: ONNX Runtime session entries instead of cosa-edge's choice for the model
-        (:func:`cosa_edge.engines.int8.onnxruntime_session_entries`); for measuring the alternatives only."""
+        (:func:`cosa_edge.engines.int8_arithmetic.onnxruntime_session_entries`); for measuring the alternatives only."""
         ort = require("onnxruntime")
         path = Path(path)
         if not path.is_file():

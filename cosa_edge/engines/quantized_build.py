@@ -24,10 +24,10 @@ from typing import Any
 from .._optional import require
 from ..data import Sample
 from ..errors import CosaEdgeError
+from ..hardware import cpu_class
 from .accuracy import Fidelity, compare_to_reference
 from .artifact import read_verified_onnx, write_model_with_metadata
 from .build import BatchRange, BuildResult, build_engine, install_engine, read_onnx_metadata, standard_ops_copy
-from ..hardware import cpu_class
 from .int8 import SCHEMES, CalibrationImages, quantize_int8
 from .int8_arithmetic import arithmetic
 

@@ -120,7 +120,6 @@ def probability_in_roi(lesion_probability: np.ndarray, roi: Roi) -> np.ndarray:
     return cv2.resize(lesion_probability.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-
 def summarise(index: int, timestamp: float, lesion_probability: np.ndarray | None, class_probabilities: np.ndarray | None,
               roi: Roi, latency_ms: float, smoother: ProbabilitySmoother | None = None,
               min_lesion_share: float = DEFAULT_MIN_LESION_SHARE, *, rejected: str | None = None,
