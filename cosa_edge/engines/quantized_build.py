@@ -17,7 +17,6 @@ and built into a plan where TensorRT and a GPU are present).
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ from ..errors import CosaEdgeError
 from ..hardware import cpu_class
 from .accuracy import Fidelity, compare_to_reference
 from .artifact import read_verified_onnx, write_model_with_metadata
-from .build import BatchRange, BuildResult, build_engine, install_engine, read_onnx_metadata, standard_ops_copy
+from .build import (BatchRange, BuildResult, build_engine, install_engine, read_onnx_metadata, staged,
+                    standard_ops_copy)
 from .int8 import SCHEMES, CalibrationImages, quantize_int8
 from .int8_arithmetic import arithmetic
 
@@ -87,8 +87,8 @@ def build_int8(onnx_path: Path, output: Path, target: str, calibration: Calibrat
     if target == "openvino":
         from .openvino_engine import build_openvino
     notes: list[str] = []
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.stem}.") as tmp:
+    with staged(output) as staged_engine:  # beside the output: the engine is moved into place from there
+        tmp = staged_engine.parent
         source = onnx_path
         if metadata.cosa_op == "plugin":  # calibration runs the graph in ONNX Runtime, which has no plugin kernel
             source = standard_ops_copy(onnx_path, Path(tmp) / "standard.onnx")
@@ -118,19 +118,18 @@ def build_int8(onnx_path: Path, output: Path, target: str, calibration: Calibrat
         model = onnx.load(str(qdq))
         # Written beside the destination and moved into place whole (install_engine): an earlier engine at
         # ``output`` stays as it was until then.
-        staged = Path(tmp) / output.name
         if target == "onnxruntime" or (target == "tensorrt" and output.suffix.lower() == ".onnx"):
-            written = write_model_with_metadata(model, final, staged)
+            written = write_model_with_metadata(model, final, staged_engine)
             details = {"scheme": scheme.name, "graph_sha256": written.graph_sha256}
             result = BuildResult(output, target, "int8", details, tuple(notes))
-            install_engine(staged, output)
+            install_engine(staged_engine, output)
         else:
             checked = Path(tmp) / "checked.onnx"
             checked_metadata = write_model_with_metadata(model, final, checked)
             if target == "openvino":
-                details = build_openvino(checked, staged, checked_metadata, "int8")
+                details = build_openvino(checked, staged_engine, checked_metadata, "int8")
                 result = BuildResult(output, target, "int8", details, tuple(notes))
-                install_engine(staged, output)
+                install_engine(staged_engine, output)
             else:  # build_engine stages and installs the plan itself
                 built = build_engine(checked, output, target="tensorrt", precision="int8", batch=batch,
                                      workspace_gib=workspace_gib, timing_cache=timing_cache)

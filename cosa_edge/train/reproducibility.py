@@ -32,19 +32,17 @@ def reproducible(threads: int, device: torch.device) -> Iterator[dict[str, Any]]
 
     Yields what was set, for the run's record.
     """
-    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-              torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
-              torch.backends.cudnn.deterministic)
-    torch.set_num_threads(threads)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
     try:
-        yield {"threads": threads, "deterministic_algorithms": True,
-               **{name: os.environ.get(name) for name in DYNAMIC_THREADING_VARIABLES}}
+        with torch_threads(threads):
+            yield {"threads": threads, "deterministic_algorithms": True,
+                   **{name: os.environ.get(name) for name in DYNAMIC_THREADING_VARIABLES}}
     finally:
-        torch.set_num_threads(before[0])
-        torch.use_deterministic_algorithms(before[1], warn_only=before[2])
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[3], before[4]
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[2], before[3]
 
 
 @contextlib.contextmanager
