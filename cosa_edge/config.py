@@ -55,6 +55,9 @@ class TrainConfig:
     device: str = "auto"
     #: Write last.pt every this many epochs (and always after the last one); resume restarts from it.
     save_every: int = 1
+    #: Validate every this many epochs (and always after the last one, whose fits the checkpoint carries): on a GPU
+    #: an epoch can take less time than the validation pass's CPU work. Does not change the weights of last.pt.
+    validate_every: int = 1
     #: Train with lesion-free images too (BUSI's normal/, a fifth of phantoms): segmentation loss only.
     include_normal: bool = False
     #: Weight the classification loss by inverse class frequency (BUSI is 2:1 benign to malignant), so that

@@ -77,6 +77,21 @@ def test_validation_split_selects_best_and_logs_metrics(tmp_path: Path) -> None:
     assert best["epoch"] == max(records, key=lambda r: r["score"])["epoch"]
 
 
+def test_validation_every_few_epochs_always_validates_the_last_and_chooses_among_validated(tmp_path: Path) -> None:
+    samples = make_phantom_dataset(12, seed=2, size=(64, 64))
+    train(tiny_config(epochs=5, val_fraction=0.34, validate_every=2), samples, tmp_path / "run", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
+    assert [r["epoch"] for r in records if "val" in r] == [2, 4, 5]  # every second, and the last
+    assert all("score" not in r for r in records if "val" not in r)
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["epoch"] in (2, 4, 5)
+    assert best["epoch"] == max((r for r in records if "score" in r), key=lambda r: r["score"])["epoch"]
+    # The last checkpoint carries the fits of the last epoch's validation pass.
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["calibration"] == records[-1]["val"]["calibration"]
+
+
 def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00" * 100)

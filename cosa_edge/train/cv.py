@@ -168,8 +168,8 @@ def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, o
     return CVResult(out_dir=out_dir, results=results, files=files)
 
 
-#: Settings that do not change what a fold learns: where it ran and how often it saved.
-_NOT_TRAINING_SETTINGS = {"architecture", "device", "num_workers", "save_every"}
+#: Settings that do not change what a fold learns: where it ran, how often it saved and validated.
+_NOT_TRAINING_SETTINGS = {"architecture", "device", "num_workers", "save_every", "validate_every"}
 
 
 def _flat_settings(config: dict[str, Any]) -> dict[str, Any]:

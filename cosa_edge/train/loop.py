@@ -405,7 +405,9 @@ def _train(config: TrainConfig, samples: list[Sample], run_dir: Path, data_summa
                                   "lr": optimizer.param_groups[0]["lr"]}  # the last step's rate
 
         if ctx.is_main:
-            if val_samples:
+            final = epoch + 1 == config.epochs
+            validate = bool(val_samples) and (final or (epoch + 1) % config.validate_every == 0)
+            if validate:
                 predictions = predict(model, val_samples, config.model.image_size, ctx.device)
                 presence = choose_min_lesion_share(*presence_of(val_samples, predictions)) \
                     if predictions.masks is not None else presence
@@ -413,13 +415,16 @@ def _train(config: TrainConfig, samples: list[Sample], run_dir: Path, data_summa
                 last_metrics = score(val_samples, predictions, presence["min_lesion_share"])
                 record["val"] = {**last_metrics, "calibration": calibration}
                 current = selection_score(last_metrics)
+            elif val_samples:
+                current = None  # not validated this epoch: it cannot be chosen as the best
             else:
                 current = float(epoch + 1)  # no validation: the latest epoch is the best we know
-            final = epoch + 1 == config.epochs
-            improved = bool(val_samples) and current > best_score
+            improved = current is not None and validate and current > best_score
             if improved or (final and not val_samples):
                 best_score, best_epoch = current, epoch + 1
-            record.update(score=current, seconds=round(time.perf_counter() - started, 2))
+            if current is not None:
+                record["score"] = current
+            record["seconds"] = round(time.perf_counter() - started, 2)
             _append_log(run_dir / "log.jsonl", record)
             if final or (epoch + 1) % config.save_every == 0:
                 state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
