@@ -48,6 +48,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from cosa_edge.errors import CosaEdgeError  # noqa: E402  (after the checkout is on the path)
 # CuPy would otherwise synchronise on the stream named by a torch tensor's __cuda_array_interface__ each time
 # the kernel reads one, which is illegal inside a CUDA graph capture (and needless on one stream).
 os.environ.setdefault("CUPY_CUDA_ARRAY_INTERFACE_SYNC", "0")
@@ -303,7 +305,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     packer = commands.add_parser("pack", help="write the payload here (CPU; needs the lite extra and the data)")
-    packer.add_argument("--data", default="busi:../shared/data/busi/Dataset_BUSI_with_GT")
+    packer.add_argument("--data", default=f"busi:{REPO.parent / 'shared' / 'data' / 'busi' / 'Dataset_BUSI_with_GT'}",
+                        help="a cosa-edge data spec (default: BUSI beside this checkout)")
     packer.add_argument("--folds", type=Path, default=REPO / "docs" / "busi-cv" / "folds.json",
                         help="the committed folds (a folds.json of `cosa-edge cv`); 'none' to make new ones there")
     packer.add_argument("--out", type=Path, default=PAYLOAD)
@@ -320,6 +323,13 @@ def main() -> int:
     runner.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data-loader processes")
     runner.add_argument("--iterations", type=int, default=100, help="timed calls per timing row")
     args = parser.parse_args()
+    try:
+        return _main(args)
+    except CosaEdgeError as exc:  # bad input: one line, as cosa-edge's own commands say it
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.command == "pack":
         folds = None if str(args.folds) == "none" else args.folds
         result = pack(args.data, folds, args.out, args.size)
