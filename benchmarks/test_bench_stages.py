@@ -106,7 +106,7 @@ def test_engine_batch1(benchmark, backend: str, trained_checkpoint: Path, export
 
 
 def test_full_pipeline(benchmark, exported_onnx: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    from cosa_edge.engines import open_engine
+    from cosa_edge.backends import open_engine
     from cosa_edge.stream.run import infer_source
 
     video = write_sweep_video(tmp_path / "v.mp4", seed=3, frames=60)

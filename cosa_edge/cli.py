@@ -18,7 +18,9 @@ from typing import Any
 import click
 
 from . import __version__
+from .backends import BACKENDS, TORCH
 from .config import ENCODERS
+from .engines.build import TARGETS
 from .contract import INTENDED_USE
 from .errors import CosaEdgeError, CosaEdgeWarning
 
@@ -218,11 +220,6 @@ def evaluate(checkpoint: str, data_spec: str, split: str, out_dir: str | None, d
         click.echo(f"wrote {out_dir}/metrics.json and tables.md")
 
 
-def _runtime_options(runtime: str, threads: int | None) -> dict[str, Any]:
-    """--threads reaches the CPU runtimes (ONNX Runtime, PyTorch); a TensorRT engine has no thread setting."""
-    return {"threads": threads} if threads and runtime != "tensorrt" else {}
-
-
 def _rounded(obj: Any) -> Any:
     if isinstance(obj, float):
         return round(obj, 4)
@@ -317,7 +314,7 @@ def export_command(checkpoint: str, output: str, opset: int, cosa_op: str, parit
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Engine file: NAME.engine for TensorRT, NAME.onnx for ONNX Runtime (and for TensorRT-ready INT8), "
                    "NAME.xml for OpenVINO.")
-@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime", "openvino"]), default=None,
+@click.option("--target", type=click.Choice(list(TARGETS)), default=None,
               help="Runtime to build for (default: tensorrt where tensorrt and pycuda are installed, else onnxruntime).")
 @click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default=None,
               help="Default: fp16 for TensorRT, fp32 for ONNX Runtime and OpenVINO (CPUs gain little from FP16). "
@@ -363,19 +360,22 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     """
     from .data import load_dataset
     from .data.sources import data_spec_folder
-    from .engines import engine_files, open_engine
-    from .engines.build import BatchRange, build_engine, default_target, default_timing_cache, describe, read_onnx_metadata
+    from .backends import open_engine
+    from .engines import RUNTIMES, engine_files
+    from .engines.build import BatchRange, build_engine, describe, read_onnx_metadata
     from .engines.compare import check_fp16_fidelity
+    from .engines.runtimes import ONNXRUNTIME, default_target
     from .outputs import guard_outputs
 
-    target = target or default_target()
+    runtime = RUNTIMES[target or default_target()]
+    target = runtime.name
     calib_file = calib_data if calib_data and calib_data.lower().endswith(".npy") else None
     guard_outputs({"ONNX_MODEL": onnx_model, "--calib-data": calib_file or data_spec_folder(calib_data),
                    "--check-data": data_spec_folder(check_data), "--split": _parse_split(split)[0] if split else None},
-                  {"-o": engine_files(output), "--timing-cache": (timing_cache or default_timing_cache(Path(output)))
-                   if target == "tensorrt" else None},
+                  {"-o": engine_files(output), "--timing-cache": (timing_cache or runtime.timing_cache_for(Path(output)))
+                   if runtime.timing_cache else None},
                   overwrite=overwrite, updated=("--timing-cache",))
-    precision = precision or ("fp16" if target == "tensorrt" else "fp32")
+    precision = precision or runtime.default_precision
     batch_range = BatchRange.parse(batch)
     cache = Path(timing_cache) if timing_cache else None
     source = read_onnx_metadata(Path(onnx_model))
@@ -393,7 +393,7 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     def check(engine_path: Path) -> Any:
         """Against the FP32 model, before the engine replaces anything at --output."""
         try:
-            with open_engine(onnx_model, backend="onnxruntime") as reference, open_engine(engine_path) as engine:
+            with open_engine(onnx_model, backend=ONNXRUNTIME.name) as reference, open_engine(engine_path) as engine:
                 return check_fp16_fidelity(reference, engine, samples)
         except CosaEdgeError as error:
             kept = f"; {output} is as it was" if Path(output).exists() else ""
@@ -591,7 +591,7 @@ def serve(engine_path: str, name: str, host: str, http_port: int, grpc_port: int
               "camera index (0) or a stream URL.")
 @click.option("--engine", "engine_path", type=click.Path(dir_okay=False),
               help="An engine: .onnx (ONNX Runtime), .engine (TensorRT) or .pt (PyTorch).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt", "torch"]), help="Override the runtime.")
+@click.option("--backend", type=click.Choice(list(BACKENDS)), help="Override the runtime.")
 @click.option("--server", help="Instead of --engine: HOST:PORT of a Triton server's gRPC endpoint serving the model "
               "(`cosa-edge serve`, or an export-triton repository); its rules come from the model's parameters.")
 @click.option("--model", "model_name", default="cosa_edge", show_default=True, help="The model's name on --server.")
@@ -643,7 +643,7 @@ def infer(source: str, engine_path: str | None, backend: str | None, server: str
     """
     import numpy as np
 
-    from .backends import backend_for, open_engine
+    from .backends import open_engine
     from .stream.run import infer_source, parse_pixel_spacing, parse_roi
 
     if out is None and results is None and dicom_seg is None and dicom_sr is None:
@@ -663,8 +663,7 @@ def infer(source: str, engine_path: str | None, backend: str | None, server: str
         opened = TritonServerEngine(server, model_name, Path(tls_ca) if tls_ca else None)
         batch_size = max(batch_size, in_flight)
     else:
-        runtime = backend or backend_for(Path(engine_path))
-        opened = open_engine(engine_path, backend=runtime, **_runtime_options(runtime, threads))
+        opened = open_engine(engine_path, backend=backend, threads=threads)
     with opened as engine:
         stats = infer_source(source, engine, Path(out) if out else None, Path(results) if results else None,
                              batch_size=batch_size, roi=parse_roi(roi), realtime=realtime, smoothing=smooth,
@@ -734,7 +733,7 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
     """
     from contextlib import ExitStack
 
-    from .backends import backend_for, open_engine
+    from .backends import open_engine
     from .bench.accuracy import attach_accuracy
     from .bench.report import write_report
     from .bench.runner import attach_ratios, bench_engines, bench_pipeline
@@ -776,10 +775,8 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
         raise CosaEdgeError("batch sizes must be at least 1")
 
     with ExitStack() as stack:
-        opened = [stack.enter_context(open_engine(baseline, backend="torch", **_runtime_options("torch", threads)))
-                  ] if baseline else []
-        opened += [stack.enter_context(open_engine(path, **_runtime_options(backend_for(Path(path)), threads)))
-                   for path in engines]
+        opened = [stack.enter_context(open_engine(baseline, backend=TORCH.name, threads=threads))] if baseline else []
+        opened += [stack.enter_context(open_engine(path, threads=threads)) for path in engines]
         results = bench_engines(opened, batch_sizes, warmup, iterations, duration, rounds=rounds)
         samples = None
         if check_data:  # scored after timing: scoring would otherwise warm one engine's caches before another's
@@ -806,7 +803,7 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
 def _bench_server(server: str, model_name: str, concurrency: str, tls_ca: Path | None, engine_path: str | None,
                   report_dir: Path, duration: float, warmup: int, iterations: int, threads: int | None) -> None:
     """`bench --server`: the load test (bench/load.py), beside the served engine measured locally."""
-    from .backends import backend_for, open_engine
+    from .backends import open_engine
     from .bench.load import WARMUP_S, load_test, parse_concurrency
     from .bench.load_report import write_load_report
     from .bench.runner import bench_engines, bench_frames
@@ -822,8 +819,7 @@ def _bench_server(server: str, model_name: str, concurrency: str, tls_ca: Path |
         remote = stack.enter_context(TritonServerEngine(server, model_name, tls_ca))
         engine = None
         if engine_path:
-            runtime = backend_for(Path(engine_path))
-            engine = stack.enter_context(open_engine(engine_path, **_runtime_options(runtime, threads)))
+            engine = stack.enter_context(open_engine(engine_path, threads=threads))
             if engine.metadata.graph_sha256 != remote.metadata.graph_sha256:
                 raise CosaEdgeError(f"{Path(engine_path).name} is not the engine the server serves (their graph hashes "
                                     "differ); give the served engine, or leave out --engine")

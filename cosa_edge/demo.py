@@ -132,12 +132,13 @@ def run_demo(out_dir: Path, data_spec: str = "phantom:160", epochs: int = 12, im
 def deploy_and_measure(out_dir: Path, checkpoint: Path, device: str, parity_samples: list[Sample]) -> list[str]:
     """Export (checked against PyTorch on ``parity_samples``), build the best engine this machine supports,
     benchmark it against PyTorch, run it on video."""
-    from .backends import open_engine
+    from .backends import RUNTIMES, open_engine
     from .bench.report import write_report
     from .bench.runner import attach_ratios, bench_engines, bench_pipeline
     from .bench.system import system_info
     from .data.phantom import write_sweep_video
-    from .engines.build import build_engine, default_target
+    from .engines.build import build_engine
+    from .engines.runtimes import default_target
     from .export.onnx_export import export_onnx
     from .export.parity import check_export_parity
     from .stream.run import infer_source
@@ -145,13 +146,13 @@ def deploy_and_measure(out_dir: Path, checkpoint: Path, device: str, parity_samp
     click.echo("[4/6] exporting to ONNX, checking it against PyTorch, and building the engine")
     onnx_path = export_onnx(checkpoint, out_dir / "model.onnx").path
     parity = check_export_parity(onnx_path, checkpoint, parity_samples)
-    target = default_target()
-    engine_path = out_dir / ("model.engine" if target == "tensorrt" else "model.ort.onnx")
-    build = build_engine(onnx_path, engine_path, target=target, precision="fp16" if target == "tensorrt" else "fp32")
+    runtime = RUNTIMES[default_target()]
+    engine_path = out_dir / runtime.default_file
+    build = build_engine(onnx_path, engine_path, target=runtime.name, precision=runtime.default_precision)
 
     click.echo("[5/6] benchmarking the engine against PyTorch eager")
     video = write_sweep_video(out_dir / "phantom_sweep.mp4", seed=7, frames=120)
-    with open_engine(checkpoint, backend="torch", device="cpu" if device == "auto" else device) as reference, \
+    with open_engine(checkpoint, device="cpu" if device == "auto" else device) as reference, \
             open_engine(engine_path) as engine:
         method = {"warmup": 3, "iterations": 20, "rounds": 4, "batch_sizes": [1, 4]}
         results = bench_engines([reference, engine], method["batch_sizes"], warmup=method["warmup"],

@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from cosa_edge.data.phantom import make_phantom_dataset
-from cosa_edge.engines import open_engine
+from cosa_edge.backends import open_engine
 from cosa_edge.engines.accuracy import compare_to_reference
 from cosa_edge.hardware import cpu_class, cpu_features
 

@@ -7,20 +7,29 @@ from pathlib import Path
 import pytest
 
 from cosa_edge import backends
-from cosa_edge.engines import backend_for, open_engine
+from cosa_edge.backends import backend_for, open_engine
 from cosa_edge.engines.build import BatchRange
 from cosa_edge.engines.tensorrt_engine import check_compatible, read_sidecar
 from cosa_edge.errors import CosaEdgeError
 
 
-@pytest.mark.parametrize("module", ["cosa_edge.engines", "cosa_edge.backends"])
-def test_onnx_engine_runs_without_torch(exported_onnx: Path, module: str) -> None:
-    """Both openers: cosa_edge.backends imports the PyTorch engine only for a .pt file."""
-    code = (f"import sys, numpy as np\nfrom {module} import open_engine\n"
+def test_onnx_engine_runs_without_torch(exported_onnx: Path) -> None:
+    """The one opener, cosa_edge.backends.open_engine, imports the PyTorch engine's torch only for a .pt file."""
+    code = (f"import sys, numpy as np\nfrom cosa_edge.backends import open_engine\n"
             f"e = open_engine({str(exported_onnx)!r})\nout = e.infer(np.zeros((2, 1, 64, 64), np.float32))\n"
             "print(sorted(out), 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "['class_probabilities', 'lesion_probability'] False"
+
+
+def test_one_open_engine_and_one_table_of_runtimes() -> None:
+    import cosa_edge.engines as engines
+    from cosa_edge.backends import RUNTIMES
+
+    assert not hasattr(engines, "open_engine")  # the deploy side opens through its records: runtime.open(path)
+    assert set(RUNTIMES) == {*engines.RUNTIMES, "torch"}
+    for runtime in RUNTIMES.values():  # each record's suffixes lead back to it
+        assert all(backend_for(Path(f"m{suffix}")) == runtime.name for suffix in runtime.suffixes)
 
 
 def test_backend_by_suffix() -> None:
@@ -35,11 +44,15 @@ def test_backend_by_suffix() -> None:
         backends.open_engine("missing.pt")
 
 
-def test_the_runtime_side_sends_checkpoints_to_cosa_edge_backends(tmp_path: Path) -> None:
+def test_the_runtime_sides_table_does_not_know_checkpoints(tmp_path: Path) -> None:
+    from cosa_edge.engines import runtime_for
+
     checkpoint = tmp_path / "m.pt"
     checkpoint.write_bytes(b"not read: the runtime side refuses by suffix")
-    with pytest.raises(CosaEdgeError, match=r"PyTorch checkpoint.*cosa_edge\.backends\.open_engine"):
-        open_engine(checkpoint)
+    with pytest.raises(CosaEdgeError, match="cannot tell the runtime of .*m.pt"):
+        runtime_for(checkpoint)  # the deploy side's table: no PyTorch
+    with pytest.raises(CosaEdgeError, match="corrupt or not a PyTorch checkpoint"):
+        open_engine(checkpoint)  # the whole table sends it to the PyTorch engine, which reads and refuses it
     with pytest.raises(CosaEdgeError, match="unknown backend 'tflite'"):
         backends.open_engine(checkpoint, backend="tflite")
 

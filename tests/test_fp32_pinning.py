@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from cosa_edge.engines.build import pin_fp32_layers
+from cosa_edge.engines.tensorrt_build import pin_fp32_layers
 
 trt = SimpleNamespace(float32="FLOAT", float16="HALF", bfloat16="BF16", bool="BOOL", int32="INT32",
                       LayerType=SimpleNamespace(SOFTMAX="SOFTMAX", PLUGIN_V3="PLUGIN_V3", ELEMENTWISE="ELEMENTWISE",

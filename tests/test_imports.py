@@ -131,7 +131,7 @@ def test_an_onnx_engine_opens_without_opencv_or_torch(exported_onnx: Path) -> No
             "def guarded(name, *args, **kwargs):\n"
             "    if name.split('.')[0] in ('cv2', 'torch'):\n        raise ModuleNotFoundError(name)\n"
             "    return real(name, *args, **kwargs)\n"
-            "builtins.__import__ = guarded\nfrom cosa_edge.engines import open_engine\n"
+            "builtins.__import__ = guarded\nfrom cosa_edge.backends import open_engine\n"
             f"engine = open_engine({str(exported_onnx)!r})\nprint(engine.metadata.architecture)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "mtl_cosa", result.stderr[-1500:]

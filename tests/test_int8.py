@@ -20,7 +20,7 @@ from cosa_edge.cli import cli  # noqa: E402
 from cosa_edge.contract import CLASS_OUTPUT, LESION_OUTPUT, OOD_OUTPUT, stack_frames  # noqa: E402
 from cosa_edge.data import resize_grey  # noqa: E402
 from cosa_edge.data.phantom import make_phantom_dataset  # noqa: E402
-from cosa_edge.engines import open_engine  # noqa: E402
+from cosa_edge.backends import open_engine  # noqa: E402
 from cosa_edge.engines.accuracy import compare_to_reference  # noqa: E402
 from cosa_edge.engines.int8 import (SCHEMES, CalibrationImages, calibration_from_file,  # noqa: E402
                                     calibration_from_samples, fp32_kept_nodes, qdq_summary, quantize_int8)
@@ -171,7 +171,7 @@ def test_bad_calibration_input_gives_one_clear_message(exported_onnx: Path, int8
 def test_a_tensorrt_plan_needs_tensorrt_but_its_int8_onnx_is_written_and_checked_here(
         exported_onnx: Path, calibration: CalibrationImages, held_out: list, tmp_path: Path) -> None:
     pytest.importorskip("cosa_edge")
-    from cosa_edge.engines.build import missing_tensorrt_modules
+    from cosa_edge.engines.tensorrt_engine import missing_modules as missing_tensorrt_modules
 
     if not missing_tensorrt_modules():
         pytest.skip("TensorRT is installed: the plan would be built")

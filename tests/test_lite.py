@@ -83,7 +83,7 @@ def test_a_lite_model_trains_and_exports_with_its_own_normalisation(tmp_path: Pa
                                                                     trained_checkpoint: Path) -> None:
     from cosa_edge.config import load_preset
     from cosa_edge.data.phantom import make_phantom_dataset
-    from cosa_edge.engines import open_engine
+    from cosa_edge.backends import open_engine
     from cosa_edge.export.onnx_export import export_onnx
     from cosa_edge.export.parity import check_export_parity
     from cosa_edge.train.checkpoint import load_model

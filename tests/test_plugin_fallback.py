@@ -133,9 +133,9 @@ def test_why_tensorrt_cannot_run_the_plugin(monkeypatch: pytest.MonkeyPatch, ver
     import importlib.util
     import types
 
-    from cosa_edge.engines import build
+    from cosa_edge.engines import build, tensorrt_engine
 
-    monkeypatch.setattr(build, "require", lambda name: types.SimpleNamespace(__version__=version))
+    monkeypatch.setattr(tensorrt_engine, "require", lambda name: types.SimpleNamespace(__version__=version))
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: (object() if has_module else None) if name == "tensorrt.plugin"

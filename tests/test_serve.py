@@ -30,7 +30,7 @@ from click.testing import CliRunner
 pytest.importorskip("tritonclient.grpc")
 
 from cosa_edge.cli import cli  # noqa: E402
-from cosa_edge.engines import open_engine  # noqa: E402
+from cosa_edge.backends import open_engine  # noqa: E402
 from cosa_edge.errors import CosaEdgeError  # noqa: E402
 from cosa_edge.serve.client import TritonServerEngine  # noqa: E402
 from cosa_edge.serve.local_server import ServeOptions, check_options  # noqa: E402

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 pytest.importorskip("tritonclient.grpc.model_config_pb2")
 
 from cosa_edge.cli import cli  # noqa: E402
-from cosa_edge.engines import open_engine  # noqa: E402
+from cosa_edge.backends import open_engine  # noqa: E402
 from cosa_edge.errors import CosaEdgeError  # noqa: E402
 from cosa_edge.serve.triton_repo import export_triton, parse_config  # noqa: E402
 

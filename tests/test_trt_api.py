@@ -12,7 +12,7 @@ under that name, for these tests only), ``TensorFormat``, ``ITensor``, and the e
 (TensorRT's builder makes the real one), which here evaluates shapes as known integers.
 
 Not covered, because the lean wheels lack it or it needs a GPU: the builder, network definition,
-ONNX parser and builder config calls of engines/build.py; running an engine; launching the kernel
+ONNX parser and builder config calls of engines/tensorrt_build.py; running an engine; launching the kernel
 (scripts/gpu_check.py does that on a GPU, through the driver API exactly as this launch describes).
 """
 

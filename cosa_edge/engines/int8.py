@@ -52,7 +52,8 @@ from ..data import Sample, resize_grey
 from ..errors import CosaEdgeError
 from .artifact import read_verified_onnx, write_model_with_metadata
 from .fp16 import OOD_SCOPE, REGION_SCOPE, fp32_node_names
-from .int8_arithmetic import EXACT_X86_PRODUCTS, QDQ_IN_FLOAT, arithmetic, onnxruntime_session_entries, scheme_name
+from .int8_arithmetic import (ASYMMETRIC_SCHEME, EXACT_X86_PRODUCTS, QDQ_IN_FLOAT, SYMMETRIC_SCHEME, arithmetic,
+                              onnxruntime_session_entries, scheme_name)
 
 __all__ = ["EXACT_X86_PRODUCTS", "QDQ_IN_FLOAT", "arithmetic", "onnxruntime_session_entries", "scheme_name"]
 
@@ -93,11 +94,10 @@ class Int8Scheme:
     per_channel: bool = True  # weights: one scale per output channel (always symmetric)
 
 
-SCHEMES = {
-    "onnxruntime": Int8Scheme("onnxruntime", "uint8", "int8", activation_symmetric=False, reduce_range=ORT_REDUCE_RANGE),
-    "tensorrt": Int8Scheme("tensorrt", "int8", "int8", activation_symmetric=True, reduce_range=False,
-                           quantize_bias=False),
-}
+SCHEMES = {scheme.name: scheme for scheme in (
+    Int8Scheme(ASYMMETRIC_SCHEME, "uint8", "int8", activation_symmetric=False, reduce_range=ORT_REDUCE_RANGE),
+    Int8Scheme(SYMMETRIC_SCHEME, "int8", "int8", activation_symmetric=True, reduce_range=False, quantize_bias=False),
+)}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,11 @@ from ..contract import ModelMetadata
 from ..errors import CosaEdgeWarning
 from ..hardware import cpu_class, describe_cpu_class
 
+#: The INT8 schemes' names, as engines' metadata records them (quantization.scheme.name). Each names the runtime
+#: it was made for: unsigned asymmetric activations for ONNX Runtime (and OpenVINO), signed symmetric for TensorRT.
+ASYMMETRIC_SCHEME = "onnxruntime"
+SYMMETRIC_SCHEME = "tensorrt"
+
 #: ONNX Runtime's session entries: exact U8U8 products on x86 CPUs without VNNI (no effect on others), and
 #: Q/DQ computed in float instead of fused into 8-bit kernels.
 EXACT_X86_PRODUCTS = ("session.x64quantprecision", "1")
@@ -33,14 +38,14 @@ def onnxruntime_session_entries(quantization: dict[str, Any]) -> dict[str, str]:
     depend on the checking CPU's 8-bit kernels); every other graph with exact 8-bit products.
     """
     entries = dict([EXACT_X86_PRODUCTS])
-    if scheme_name(quantization) == "tensorrt":
+    if scheme_name(quantization) == SYMMETRIC_SCHEME:
         entries.update([QDQ_IN_FLOAT])
     return entries
 
 
 def arithmetic(quantization: dict[str, Any]) -> str:
     """The arithmetic :func:`onnxruntime_session_entries` gives, in words, for the metadata of a check."""
-    if scheme_name(quantization) == "tensorrt":
+    if scheme_name(quantization) == SYMMETRIC_SCHEME:
         return "TensorRT's: quantize and dequantize in float (ONNX Runtime's session.disable_quant_qdq)"
     return "ONNX Runtime's 8-bit kernels, exact U8U8 products where the CPU has no VNNI (session.x64quantprecision)"
 
@@ -53,7 +58,7 @@ def warn_if_checked_on_another_cpu(metadata: ModelMetadata, path: Path) -> None:
     """
     check = metadata.quantization.get("check") or {}
     recorded = check.get("cpu_class")
-    if metadata.precision != "int8" or not recorded or scheme_name(metadata.quantization) == "tensorrt":
+    if metadata.precision != "int8" or not recorded or scheme_name(metadata.quantization) == SYMMETRIC_SCHEME:
         return
     here = cpu_class()
     if recorded != here:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -11,10 +12,14 @@ import numpy as np
 from .._optional import require
 from ..contract import INPUT_NAME, PREFIX, ModelMetadata
 from ..errors import CosaEdgeError, first_line
-from .artifact import scan_onnx, verify_scanned
-from .base import Engine, TensorSpec
-from .int8_arithmetic import onnxruntime_session_entries, warn_if_checked_on_another_cpu
+from .artifact import read_verified_onnx, scan_onnx, verify_scanned, write_model_with_metadata
+from .base import BuildOptions, BuildResult, Engine, Runtime, TensorSpec
+from .fp16 import convert_to_fp16
+from .int8_arithmetic import ASYMMETRIC_SCHEME, onnxruntime_session_entries, warn_if_checked_on_another_cpu
 from .plugin_fallback import PLUGIN_OP, replace_plugin_nodes
+
+NAME = "onnxruntime"
+SUFFIX = ".onnx"
 
 
 def _providers(ort, requested: str) -> list[str]:  # noqa: ANN001
@@ -53,7 +58,7 @@ def _with_standard_region_maps(data: bytes) -> bytes:
 
 
 class OnnxRuntimeEngine(Engine):
-    backend = "onnxruntime"
+    backend = NAME
 
     def __init__(self, path: Path, threads: int | None = None, providers: str = "cpu",
                  session_entries: dict[str, str] | None = None) -> None:
@@ -128,3 +133,40 @@ class OnnxRuntimeEngine(Engine):
         values = self.session.run(None, {INPUT_NAME: batch})
         self.last_times.stages = {"compute": (time.perf_counter() - started) * 1000.0}
         return {name: np.asarray(value, dtype=np.float32) for name, value in zip(self.output_names, values)}
+
+
+def build_onnxruntime(onnx_path: Path, output: Path, precision: str, metadata: ModelMetadata,
+                      options: BuildOptions = BuildOptions()) -> BuildResult:
+    """Offline graph optimisation by ONNX Runtime; the metadata travels with the model."""
+    ort = require("onnxruntime")
+    onnx = require("onnx")
+    if output.suffix.lower() != SUFFIX:
+        raise CosaEdgeError(f"an ONNX Runtime engine is an .onnx file; name the output {output.with_suffix(SUFFIX)}")
+    started = time.perf_counter()
+    # Refuse a changed model before optimising it: the engine written below gets a fresh hash of its own.
+    read_verified_onnx(onnx_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = onnx_path
+        if precision == "fp16":
+            source = Path(tmp) / "fp16.onnx"
+            metadata = convert_to_fp16(onnx_path, source)
+        session_options = ort.SessionOptions()
+        # EXTENDED fuses operators but makes no layout choices for one CPU's vector width,
+        # so the result runs on any x86 or ARM CPU.
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        session_options.optimized_model_filepath = str(Path(tmp) / "optimised.onnx")
+        session_options.log_severity_level = 3
+        ort.InferenceSession(str(source), sess_options=session_options, providers=["CPUExecutionProvider"])
+        optimised = onnx.load(session_options.optimized_model_filepath)
+    # ONNX Runtime's optimised graph differs from its source: it is hashed as written.
+    metadata = write_model_with_metadata(optimised, metadata, output)
+    details = {"onnxruntime_version": ort.__version__, "optimisation": "ORT_ENABLE_EXTENDED",
+               "seconds": round(time.perf_counter() - started, 2), "graph_sha256": metadata.graph_sha256}
+    return BuildResult(engine=output, target=NAME, precision=precision, details=details)
+
+
+RUNTIME = Runtime(
+    name=NAME, label="ONNX Runtime", open=OnnxRuntimeEngine, suffixes=(SUFFIX, ".ort"), default_file="model.ort.onnx",
+    build=build_onnxruntime, precisions=("fp32", "fp16", "int8"), default_precision="fp32",
+    int8_scheme=ASYMMETRIC_SCHEME, plugin_problem=lambda: "ONNX Runtime has no kernel for the COSA plugin node",
+    triton_file="model.onnx")

@@ -29,9 +29,10 @@ from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_json
 from .artifact import Integrity, check_sha256, read_verified_onnx
-from .base import Engine, TensorSpec
-from .int8_arithmetic import warn_if_checked_on_another_cpu
+from .base import BuildOptions, BuildResult, Engine, Runtime, TensorSpec
+from .int8_arithmetic import ASYMMETRIC_SCHEME, warn_if_checked_on_another_cpu
 
+NAME = "openvino"
 SUFFIX = ".xml"
 
 
@@ -120,7 +121,7 @@ def check_version(build: dict[str, Any], installed: str, path: Path) -> None:
 
 
 class OpenVinoEngine(Engine):
-    backend = "openvino"
+    backend = NAME
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         ov = require("openvino")
@@ -173,3 +174,15 @@ class OpenVinoEngine(Engine):
         self.last_times.stages = {"compute": (time.perf_counter() - started) * 1000.0}
         # Copies: OpenVINO reuses its output buffers on the next call.
         return {name: np.array(value, dtype=np.float32) for name, value in zip(self.output_names, values)}
+
+
+def _build(onnx_path: Path, output: Path, precision: str, metadata: ModelMetadata,
+           options: BuildOptions = BuildOptions()) -> BuildResult:
+    return BuildResult(Path(output), NAME, precision, build_openvino(onnx_path, output, metadata, precision))
+
+
+RUNTIME = Runtime(
+    name=NAME, label="OpenVINO", open=OpenVinoEngine, suffixes=(SUFFIX,), default_file="model.xml", build=_build,
+    precisions=("fp32", "int8"), default_precision="fp32", sidecar=True, companions=(".bin",),
+    # OpenVINO reads the QDQ graph that ONNX Runtime's scheme writes (unsigned activations, asymmetric).
+    int8_scheme=ASYMMETRIC_SCHEME, int8_engine="converted", plugin_problem=lambda: "OpenVINO has no kernel for the COSA plugin node")

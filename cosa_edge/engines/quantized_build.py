@@ -9,10 +9,10 @@
 3. Past a limit the build fails with the figures and writes nothing, unless the user accepts the
    loss (``--accept-accuracy-loss``); the check's figures go into the engine's metadata either way.
 
-Targets: ``onnxruntime`` (the QDQ graph itself is the engine: ONNX Runtime fuses it into integer
-kernels when it loads it), ``openvino`` (the QDQ graph converted to OpenVINO IR), ``tensorrt``
-(the symmetric QDQ graph; written as ``NAME.onnx`` on any machine, checked here in ONNX Runtime,
-and built into a plan where TensorRT and a GPU are present).
+What the engine is follows its runtime's record (``Runtime.int8_engine``): for ONNX Runtime the QDQ graph itself
+(fused into integer kernels when it is loaded), for OpenVINO the QDQ graph converted to IR, for TensorRT the
+symmetric QDQ graph, written as ``NAME.onnx`` on any machine and checked here in TensorRT's arithmetic, and built
+into a plan where TensorRT and a GPU are present.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ from ..errors import CosaEdgeError
 from ..hardware import cpu_class
 from .accuracy import Fidelity, compare_to_reference
 from .artifact import read_verified_onnx, write_model_with_metadata
-from .build import (BatchRange, BuildResult, build_engine, install_engine, read_onnx_metadata, staged,
-                    standard_ops_copy)
+from .base import BatchRange, BuildOptions, BuildResult
+from .build import TARGETS, build_engine, install_engine, read_onnx_metadata, staged, standard_ops_copy
 from .int8 import SCHEMES, CalibrationImages, quantize_int8
 from .int8_arithmetic import arithmetic
+from .runtimes import ONNXRUNTIME, RUNTIMES, runtime_for, runtime_named
+from .tensorrt_engine import missing_modules as missing_tensorrt_modules
 
 
 def _check_held_out(calibration: CalibrationImages, check: list[Sample]) -> None:
@@ -63,29 +65,27 @@ def build_int8(onnx_path: Path, output: Path, target: str, calibration: Calibrat
                batch: BatchRange = BatchRange(), workspace_gib: float = 2.0,
                timing_cache: Path | None = None) -> tuple[BuildResult, Fidelity]:
     """Quantize ``onnx_path`` for ``target``, check it on ``check``, and write the engine at ``output``."""
-    from .onnxruntime_engine import OnnxRuntimeEngine
-
     onnx = require("onnx")
     onnx_path, output = Path(onnx_path), Path(output)
+    runtime = runtime_named(target, {name: RUNTIMES[name] for name in TARGETS})
     metadata = read_onnx_metadata(onnx_path)
     read_verified_onnx(onnx_path)
     if metadata.precision != "fp32":
         raise CosaEdgeError(f"{onnx_path} is already {metadata.precision}; quantize the FP32 export "
                             "(`cosa-edge export`), not an engine built from it")
-    if target == "tensorrt" and output.suffix.lower() != ".onnx":
-        from .build import missing_tensorrt_modules
-
-        if missing := missing_tensorrt_modules():
-            raise CosaEdgeError(f"a TensorRT INT8 plan needs {' and '.join(missing)}, which this machine lacks; write "
-                                "the TensorRT-ready INT8 ONNX here instead (-o NAME.onnx: it is checked here) and build "
-                                "the plan from it on the GPU machine")
-    suffix = {"onnxruntime": ".onnx", "openvino": ".xml"}.get(target)
+    # A runtime whose INT8 engine is a plan can still have its QDQ graph written (and checked) here as NAME.onnx.
+    engine_kind = "graph" if runtime.int8_engine == "plan" and output.suffix.lower() == ".onnx" else runtime.int8_engine
+    if engine_kind == "plan" and (missing := missing_tensorrt_modules()):
+        raise CosaEdgeError(f"a {runtime.label} INT8 plan needs {' and '.join(missing)}, which this machine lacks; "
+                            "write the TensorRT-ready INT8 ONNX here instead (-o NAME.onnx: it is checked here) and "
+                            "build the plan from it on the GPU machine")
+    suffix = None if runtime.int8_engine == "plan" else runtime.suffixes[0]  # a plan's file name is the user's
     if suffix and output.suffix.lower() != suffix:
-        raise CosaEdgeError(f"an INT8 {target} engine is a {suffix} file; name the output {output.with_suffix(suffix)}")
+        raise CosaEdgeError(f"an INT8 {runtime.name} engine is a {suffix} file; name the output "
+                            f"{output.with_suffix(suffix)}")
     _check_held_out(calibration, check)
-    scheme = SCHEMES["tensorrt" if target == "tensorrt" else "onnxruntime"]
-    if target == "openvino":
-        from .openvino_engine import build_openvino
+    assert runtime.int8_scheme is not None and runtime.build is not None
+    scheme = SCHEMES[runtime.int8_scheme]
     notes: list[str] = []
     with staged(output) as staged_engine:  # beside the output: the engine is moved into place from there
         tmp = staged_engine.parent
@@ -97,18 +97,16 @@ def build_int8(onnx_path: Path, output: Path, target: str, calibration: Calibrat
         qdq = Path(tmp) / "int8.onnx"
         quantized = quantize_int8(source, qdq, calibration, scheme, method)
         candidate_path = qdq
-        if target == "openvino":  # check the engine that will run: OpenVINO's reading of the QDQ graph
-            candidate_path = Path(tmp) / "int8.xml"
-            build_openvino(qdq, candidate_path, quantized, "int8")
-        from . import open_engine
-
-        with OnnxRuntimeEngine(source) as reference, open_engine(candidate_path) as candidate:
+        if engine_kind == "converted":  # check the engine that will run: the runtime's reading of the QDQ graph
+            candidate_path = Path(tmp) / f"int8{runtime.suffixes[0]}"
+            runtime.build(qdq, candidate_path, "int8", quantized, BuildOptions())
+        with ONNXRUNTIME.open(source) as reference, runtime_for(candidate_path).open(candidate_path) as candidate:
             fidelity = compare_to_reference(reference, candidate, check)
         failures = _gate(fidelity, accept_accuracy_loss)
         # The CPU class the check ran on: 8-bit kernels differ between classes (cosa_edge.hardware), and an engine
         # opened on another class says so.
-        checked_on = {"cpu_class": cpu_class(), "arithmetic": "OpenVINO's CPU plugin" if target == "openvino"
-                      else arithmetic(quantized.quantization)}
+        checked_on = {"cpu_class": cpu_class(), "arithmetic": f"{runtime.label}'s CPU plugin"
+                      if engine_kind == "converted" else arithmetic(quantized.quantization)}
         record: dict[str, Any] = {**quantized.quantization,
                                   "check": {"data": check_source, **checked_on, **fidelity.to_dict()}}
         if failures:
@@ -118,20 +116,20 @@ def build_int8(onnx_path: Path, output: Path, target: str, calibration: Calibrat
         model = onnx.load(str(qdq))
         # Written beside the destination and moved into place whole (install_engine): an earlier engine at
         # ``output`` stays as it was until then.
-        if target == "onnxruntime" or (target == "tensorrt" and output.suffix.lower() == ".onnx"):
+        if engine_kind == "graph":
             written = write_model_with_metadata(model, final, staged_engine)
             details = {"scheme": scheme.name, "graph_sha256": written.graph_sha256}
-            result = BuildResult(output, target, "int8", details, tuple(notes))
+            result = BuildResult(output, runtime.name, "int8", details, tuple(notes))
             install_engine(staged_engine, output)
         else:
             checked = Path(tmp) / "checked.onnx"
             checked_metadata = write_model_with_metadata(model, final, checked)
-            if target == "openvino":
-                details = build_openvino(checked, staged_engine, checked_metadata, "int8")
-                result = BuildResult(output, target, "int8", details, tuple(notes))
+            if engine_kind == "converted":
+                converted = runtime.build(checked, staged_engine, "int8", checked_metadata, BuildOptions())
+                result = BuildResult(output, runtime.name, "int8", converted.details, tuple(notes))
                 install_engine(staged_engine, output)
             else:  # build_engine stages and installs the plan itself
-                built = build_engine(checked, output, target="tensorrt", precision="int8", batch=batch,
+                built = build_engine(checked, output, target=runtime.name, precision="int8", batch=batch,
                                      workspace_gib=workspace_gib, timing_cache=timing_cache)
                 result = BuildResult(built.engine, built.target, built.precision, built.details,
                                      tuple(notes) + built.notes)

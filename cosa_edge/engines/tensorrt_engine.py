@@ -1,4 +1,5 @@
-"""The TensorRT backend: a serialized plan, pinned host and device buffers, a stream, execute_async_v3.
+"""The TensorRT backend: a serialized plan, pinned host and device buffers, a stream, execute_async_v3; and its
+record (the builder is :mod:`.tensorrt_build`: it needs TensorRT's full bindings, an engine only the lean runtime).
 
 Needs the ``tensorrt`` extra (tensorrt and pycuda) on an NVIDIA GPU. All CUDA
 calls go through :class:`cosa_edge.kernels.cuda.PycudaRuntime`.
@@ -7,6 +8,7 @@ calls go through :class:`cosa_edge.kernels.cuda.PycudaRuntime`.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,14 @@ import numpy as np
 from .._optional import require
 from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
+from ..kernels.trt_compat import plugin_problem
 from .artifact import Integrity, check_sha256
-from .base import Engine, TensorSpec
+from .base import BuildOptions, BuildResult, Engine, Runtime, TensorSpec
+from .int8_arithmetic import SYMMETRIC_SCHEME
+
+NAME = "tensorrt"
+#: The Python modules a TensorRT build or engine needs: the bindings, and pycuda for its CUDA calls.
+MODULES = ("tensorrt", "pycuda")
 
 
 def sidecar_path(engine_path: Path) -> Path:
@@ -56,7 +64,7 @@ def check_plan(plan: bytes, sidecar: dict[str, Any], engine_path: Path) -> Integ
 
 
 class TensorRTEngine(Engine):
-    backend = "tensorrt"
+    backend = NAME
 
     def __init__(self, path: Path, device: int = 0) -> None:
         trt = require("tensorrt")
@@ -140,3 +148,31 @@ class TensorRTEngine(Engine):
 
     def close(self) -> None:
         self.cuda.close()
+
+
+def _build(onnx_path: Path, output: Path, precision: str, metadata: ModelMetadata,
+           options: BuildOptions = BuildOptions()) -> BuildResult:
+    # Imported here: the builder needs TensorRT's full bindings, while an engine runs on its lean runtime alone.
+    from .tensorrt_build import build_tensorrt
+
+    return build_tensorrt(onnx_path, output, precision, metadata, options)
+
+
+def missing_modules() -> list[str]:
+    """Which of :data:`MODULES` are not installed."""
+    return [name for name in MODULES if importlib.util.find_spec(name) is None]
+
+
+def _plugin_problem() -> str | None:
+    import numpy
+
+    trt = require("tensorrt")
+    return plugin_problem(trt.__version__, numpy.__version__, importlib.util.find_spec("tensorrt.plugin") is not None)
+
+
+RUNTIME = Runtime(
+    name=NAME, label="TensorRT", open=TensorRTEngine, suffixes=(".engine", ".plan", ".trt"),
+    default_file="model.engine", build=_build, precisions=("fp16", "fp32", "int8"), default_precision="fp16",
+    sidecar=True, takes_threads=False, timing_cache=True, int8_scheme=SYMMETRIC_SCHEME, int8_engine="plan",
+    plugin_problem=_plugin_problem,
+    triton_file="model.plan", gpu_only=True)

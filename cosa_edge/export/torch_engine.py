@@ -3,7 +3,8 @@
 It lives on the export side, not in cosa_edge.engines, because it needs what
 the export needs (the training checkpoint loader and the export's
 ``DeployModule``), and the runtime side must never import the training side.
-Open it through :func:`cosa_edge.backends.open_engine`, which picks it for a .pt file.
+Open it through :func:`cosa_edge.backends.open_engine`, which picks it for a .pt file. Importing this module
+loads no torch: that happens when an engine is opened.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from .. import __version__
 from .._optional import require
 from ..contract import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, OOD_OUTPUT, ModelMetadata
 from ..engines.artifact import Integrity, check_sha256
-from ..engines.base import Engine, TensorSpec
+from ..engines.base import Engine, Runtime, TensorSpec
+
+NAME = "torch"
 
 
 def load_verified_model(path: Path, device: str = "cpu") -> tuple[Any, Any, dict[str, Any], Integrity]:
@@ -36,7 +39,7 @@ def load_verified_model(path: Path, device: str = "cpu") -> tuple[Any, Any, dict
 
 
 class TorchEngine(Engine):
-    backend = "torch"
+    backend = NAME
 
     def __init__(self, path: Path, device: str = "cpu", threads: int | None = None) -> None:
         torch = require("torch")  # first, so that a missing torch is one line naming the extra
@@ -86,3 +89,7 @@ class TorchEngine(Engine):
         self.last_times.stages = {"host_to_device": (uploaded - started) * 1e3, "compute": (computed - uploaded) * 1e3,
                                   "device_to_host": (done - computed) * 1e3}
         return dict(zip(self.module.output_names, arrays))
+
+
+#: The reference, not a deployment target: no builder, no Triton serving.
+RUNTIME = Runtime(name=NAME, label="PyTorch eager", open=TorchEngine, suffixes=(".pt", ".pth"), default_file="model.pt")

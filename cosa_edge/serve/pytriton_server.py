@@ -54,11 +54,13 @@ def serve(args: argparse.Namespace) -> int:
     from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy
 
     from ..contract import INPUT_NAME
-    from ..engines import open_engine
+    from ..engines import existing_engine_file, runtime_for
     from ..errors import CosaEdgeError, first_line
     from .triton_repo import metadata_parameters, output_dims, preferred_batch_sizes
 
-    engine = open_engine(args.engine, **({"threads": args.threads} if args.threads else {}))
+    runtime = runtime_for(args.engine)
+    engine = runtime.open(existing_engine_file(args.engine),
+                          **({"threads": args.threads} if args.threads and runtime.takes_threads else {}))
     metadata = engine.metadata
     size = metadata.input_size
     outputs = output_dims(metadata)

@@ -27,6 +27,8 @@ from pathlib import Path
 from .._optional import require
 from ..contract import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, OOD_OUTPUT, ModelMetadata
 from ..engines.artifact import read_verified_onnx
+from ..engines.int8_arithmetic import scheme_name
+from ..engines.runtimes import ONNXRUNTIME, RUNTIMES, TENSORRT, runtime_for
 from ..errors import CosaEdgeError
 from ..fileio import _umask, atomic_write_text
 
@@ -45,38 +47,52 @@ class TritonExport:
     pipeline_dirs: tuple[Path, ...] = ()  # NAME_preprocess and NAME_pipeline, where written
 
 
+def _read_onnx(engine: Path, triton_trt_version: str | None) -> tuple[ModelMetadata, bytes]:
+    from ..engines.build import read_onnx_metadata
+
+    data = read_verified_onnx(engine)
+    metadata = read_onnx_metadata(engine)
+    if metadata.cosa_op == "plugin":
+        raise CosaEdgeError(f"{engine.name} holds the COSA TensorRT plugin node, which Triton's onnxruntime backend "
+                            "cannot run; export with --cosa-op onnx (the same region maps in standard ops)")
+    return metadata, data
+
+
+def _read_plan(engine: Path, triton_trt_version: str | None) -> tuple[ModelMetadata, bytes]:
+    from ..engines.tensorrt_engine import check_plan, read_sidecar, sidecar_path
+
+    sidecar = read_sidecar(engine)
+    data = engine.read_bytes()
+    check_plan(data, sidecar, engine)
+    metadata = ModelMetadata.from_props(sidecar.get("metadata", {}), str(sidecar_path(engine)))
+    built = sidecar.get("build", {}).get("tensorrt_version", "?")
+    if triton_trt_version and built != triton_trt_version:
+        raise CosaEdgeError(f"{engine.name} was built with TensorRT {built}, but the Triton container that will "
+                            f"serve it has TensorRT {triton_trt_version}: a plan runs only on the TensorRT version "
+                            "that built it; build it inside that container (`cosa-edge build-engine` there)")
+    if metadata.cosa_op == "plugin":
+        raise CosaEdgeError(f"{engine.name} uses the COSA plugin, which Triton's tensorrt backend does not load; "
+                            "build the plan from a --cosa-op onnx export")
+    return metadata, data
+
+
+#: How an engine of each runtime Triton serves is read and checked (Triton's backend has the runtime's name).
+_READERS = {ONNXRUNTIME.name: _read_onnx, TENSORRT.name: _read_plan}
+
+
 def read_served_engine(engine: Path, triton_trt_version: str | None) -> tuple[ModelMetadata, str, bytes]:
     """The engine's metadata, the Triton backend that serves it, and its bytes (checked against its hash)."""
-    suffix = engine.suffix.lower()
     if not engine.is_file():
         raise CosaEdgeError(f"engine {engine} does not exist")
-    if suffix == ".onnx":
-        from ..engines.build import read_onnx_metadata
-
-        data = read_verified_onnx(engine)
-        metadata = read_onnx_metadata(engine)
-        if metadata.cosa_op == "plugin":
-            raise CosaEdgeError(f"{engine.name} holds the COSA TensorRT plugin node, which Triton's onnxruntime backend "
-                                "cannot run; export with --cosa-op onnx (the same region maps in standard ops)")
-        return metadata, "onnxruntime", data
-    if suffix in (".engine", ".plan", ".trt"):
-        from ..engines.tensorrt_engine import check_plan, read_sidecar, sidecar_path
-
-        sidecar = read_sidecar(engine)
-        data = engine.read_bytes()
-        check_plan(data, sidecar, engine)
-        metadata = ModelMetadata.from_props(sidecar.get("metadata", {}), str(sidecar_path(engine)))
-        built = sidecar.get("build", {}).get("tensorrt_version", "?")
-        if triton_trt_version and built != triton_trt_version:
-            raise CosaEdgeError(f"{engine.name} was built with TensorRT {built}, but the Triton container that will "
-                                f"serve it has TensorRT {triton_trt_version}: a plan runs only on the TensorRT version "
-                                "that built it; build it inside that container (`cosa-edge build-engine` there)")
-        if metadata.cosa_op == "plugin":
-            raise CosaEdgeError(f"{engine.name} uses the COSA plugin, which Triton's tensorrt backend does not load; "
-                                "build the plan from a --cosa-op onnx export")
-        return metadata, "tensorrt", data
-    raise CosaEdgeError(f"{engine.name}: Triton serves ONNX models (.onnx) and TensorRT plans (.engine, .plan); "
-                        "an OpenVINO or PyTorch model is not exported here")
+    try:
+        runtime = runtime_for(engine)
+    except CosaEdgeError:
+        runtime = None
+    if runtime is None or runtime.name not in _READERS:
+        raise CosaEdgeError(f"{engine.name}: Triton serves ONNX models (.onnx) and TensorRT plans (.engine, .plan); "
+                            "an OpenVINO or PyTorch model is not exported here")
+    metadata, data = _READERS[runtime.name](engine, triton_trt_version)
+    return metadata, runtime.name, data
 
 
 def output_dims(metadata: ModelMetadata) -> dict[str, list[int]]:
@@ -107,8 +123,8 @@ def model_config(metadata: ModelMetadata, name: str, backend: str, max_batch: in
         raise CosaEdgeError("--max-batch and --instances must be at least 1")
     if kind not in ("cpu", "gpu"):
         raise CosaEdgeError(f"--kind must be cpu or gpu, not {kind!r}")
-    if backend == "tensorrt" and kind == "cpu":
-        raise CosaEdgeError("a TensorRT plan runs on a GPU: use --kind gpu")
+    if RUNTIMES[backend].gpu_only and kind == "cpu":
+        raise CosaEdgeError(f"a {RUNTIMES[backend].label} plan runs on a GPU: use --kind gpu")
     size = metadata.input_size
     fp32 = mc.DataType.Value("TYPE_FP32")
     config = mc.ModelConfig(name=name, backend=backend, max_batch_size=max_batch)
@@ -124,13 +140,13 @@ def model_config(metadata: ModelMetadata, name: str, backend: str, max_batch: in
     warmup.inputs[INPUT_NAME].dims.extend([1, size, size])
     warmup.inputs[INPUT_NAME].zero_data = True
     if tensorrt_accelerator:
-        if backend != "onnxruntime" or kind != "gpu":
+        if backend != ONNXRUNTIME.name or kind != "gpu":
             raise CosaEdgeError("--tensorrt-accelerator is for an ONNX model served on GPUs (--kind gpu)")
-        if metadata.precision == "int8" and (metadata.quantization.get("scheme") or {}).get("name") != "tensorrt":
+        if metadata.precision == "int8" and scheme_name(metadata.quantization) != TENSORRT.int8_scheme:
             raise CosaEdgeError("this INT8 model is quantized for ONNX Runtime (unsigned activations), which TensorRT "
                                 "cannot build; serve it without --tensorrt-accelerator, or export TensorRT's INT8 "
                                 "graph (build-engine --target tensorrt --precision int8 -o NAME.onnx)")
-        accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name=TENSORRT.name)
         accelerator.parameters["precision_mode"] = "INT8" if metadata.precision == "int8" else "FP16"
         accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
     for key, value in metadata_parameters(metadata).items():
@@ -225,7 +241,7 @@ def export_triton(engine: Path, repo: Path, name: str = "cosa_edge", max_batch: 
     config = model_config(metadata, name, backend, max_batch, instances, kind, tensorrt_accelerator)
     text = config_text(config)
     parse_config(text)  # what is written must read back with Triton's schema
-    model_name = "model.onnx" if backend == "onnxruntime" else "model.plan"
+    model_name = RUNTIMES[backend].triton_file
     folders: dict[str, dict[str, bytes | str]] = {name: {"config.pbtxt": text, f"1/{model_name}": data,
         # Provenance beside the model (Triton ignores other files): which engine, and its hash.
         "cosa_edge.json": json.dumps({"engine": engine.name, "backend": backend, "precision": metadata.precision,
