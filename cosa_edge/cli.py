@@ -362,6 +362,7 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     from .data.sources import data_spec_folder
     from .backends import open_engine
     from .engines import RUNTIMES, engine_files
+    from .data.splits import parse_split
     from .engines.build import BatchRange, build_engine, describe, read_onnx_metadata
     from .engines.compare import check_fp16_fidelity
     from .engines.runtimes import ONNXRUNTIME, default_target
@@ -371,7 +372,7 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     target = runtime.name
     calib_file = calib_data if calib_data and calib_data.lower().endswith(".npy") else None
     guard_outputs({"ONNX_MODEL": onnx_model, "--calib-data": calib_file or data_spec_folder(calib_data),
-                   "--check-data": data_spec_folder(check_data), "--split": _parse_split(split)[0] if split else None},
+                   "--check-data": data_spec_folder(check_data), "--split": parse_split(split)[0] if split else None},
                   {"-o": engine_files(output), "--timing-cache": (timing_cache or runtime.timing_cache_for(Path(output)))
                    if runtime.timing_cache else None},
                   overwrite=overwrite, updated=("--timing-cache",))
@@ -411,68 +412,17 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
                    f"{agreement.mask_dice_agreement:.4f}, same class on {agreement.same_class:.0%}")
 
 
-def data_spec_name(spec: str) -> str:
-    """A data spec as an engine's metadata records it: its kind and the folder's own name, not the path above it
-    (a folder of one patient's images can sit in a folder named after the patient)."""
-    kind, sep, argument = spec.partition(":")
-    if not sep or kind.strip().lower() == "phantom" or not argument:
-        return spec
-    return f"{kind}:{Path(argument).name}"
-
-
-def _parse_split(text: str) -> tuple[Path, int]:
-    path, _, index = text.rpartition(":")
-    if not path or not index.isdigit():
-        raise CosaEdgeError(f"--split {text!r} must be FOLDS.json:K, e.g. runs/cv/folds.json:0")
-    return Path(path), int(index)
-
-
 def _build_int8(onnx_model: Path, output: Path, target: str, check_data: str | None, calib_data: str | None,
                 calib_count: int, calib_method: str, split: str | None, accept_accuracy_loss: bool,
                 batch: Any, workspace: float, timing_cache: Path | None) -> None:
-    from .data import load_dataset
-    from .data.splits import fold_part
     from .engines.build import describe, read_onnx_metadata
-    from .engines.int8 import calibration_from_file, calibration_from_samples
-    from .engines.quantized_build import build_int8
+    from .engines.quantized_build import build_int8, select_int8_images
 
-    if not calib_data:
-        raise CosaEdgeError("--precision int8 needs --calib-data: real images (a data spec such as busi:DIR) that set "
-                            "the activation ranges")
-    if check_data == "none":
-        raise CosaEdgeError("an INT8 engine is always checked against the FP32 model; give --check-data with "
-                            "held-out images, or --split")
-    size = read_onnx_metadata(onnx_model).input_size
-    folds = _parse_split(split) if split else None
-    check = None
-    if calib_data.lower().endswith(".npy"):
-        if folds:
-            raise CosaEdgeError("--split selects images of a data set; it cannot apply to a .npy calibration file")
-        calibration = calibration_from_file(Path(calib_data), size, calib_count)
-        pool = []
-    else:
-        everything = load_dataset(calib_data, progress=False, phantom_size=size,
-                                  include_normal=calib_data.startswith("busi:"))
-        pool = fold_part(everything, folds[0], folds[1], "train") if folds else everything
-        calibration = calibration_from_samples(pool, size, calib_count, data_spec_name(calib_data))
-    if check_data:
-        check = load_dataset(check_data, progress=False, phantom_size=size,
-                             include_normal=check_data.startswith("busi:"))
-        check_source = data_spec_name(check_data)
-        if folds:
-            check = fold_part(check, folds[0], folds[1], "test")
-            check_source = f"{data_spec_name(check_data)}, test images of fold {folds[1]} of {folds[0].name}"
-    elif folds:
-        check = fold_part(everything, folds[0], folds[1], "test")
-        check_source = f"{data_spec_name(calib_data)}, test images of fold {folds[1]} of {folds[0].name}"
-    else:
-        drawn = set(calibration.names)
-        check = [s for s in pool if s.name not in drawn]
-        check_source = f"{data_spec_name(calib_data)}, the images not drawn for calibration"
-        click.echo("note: checking on the calibration data's other images; if the model was trained on them, give "
-                   "--check-data or --split with held-out images", err=True)
-    result, fidelity = build_int8(onnx_model, output, target, calibration, check, check_source, calib_method,
-                                  accept_accuracy_loss, batch, workspace, timing_cache)
+    images = select_int8_images(calib_data, calib_count, check_data, split, read_onnx_metadata(onnx_model).input_size)
+    if images.note:
+        click.echo(f"note: {images.note}", err=True)
+    result, fidelity = build_int8(onnx_model, output, target, images.calibration, images.check, images.check_source,
+                                  calib_method, accept_accuracy_loss, batch, workspace, timing_cache)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(describe(result))
@@ -739,7 +689,7 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
     from .bench.runner import attach_ratios, bench_engines, bench_pipeline
     from .data import load_dataset
     from .bench.system import system_info
-    from .data.splits import fold_part
+    from .data.splits import fold_part, parse_split
 
     from .bench.load_report import LOAD_REPORT_FILES
     from .bench.report import REPORT_FILES
@@ -750,7 +700,7 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
     written = LOAD_REPORT_FILES if server else REPORT_FILES
     guard_outputs({"--engine": [f for path in engines for f in engine_files(path)], "--baseline": baseline,
                    "--video": existing_path(video), "--check-data": data_spec_folder(check_data),
-                   "--split": _parse_split(split)[0] if split else None, "--tls-ca": tls_ca},
+                   "--split": parse_split(split)[0] if split else None, "--tls-ca": tls_ca},
                   {"--report": [Path(report_dir) / name for name in written]}, overwrite=overwrite)
     if split and not check_data:
         raise CosaEdgeError("--split chooses images of --check-data; give --check-data too")
@@ -783,7 +733,7 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
             samples = load_dataset(check_data, progress=False, phantom_size=opened[0].input_size,
                                    include_normal=check_data.startswith("busi:"))
             if split:
-                samples = fold_part(samples, *_parse_split(split), "test")
+                samples = fold_part(samples, *parse_split(split), "test")
         attach_accuracy(results, opened, samples)
         baseline_results = [r for r in results if r.engine == str(opened[0].path) and r.backend == opened[0].backend]
         pipeline = None

@@ -224,7 +224,7 @@ def test_a_split_calibrates_on_training_images_and_checks_on_test_images(exporte
 
 
 def test_an_engine_records_its_data_sets_by_name_not_by_path() -> None:
-    from cosa_edge.cli import data_spec_name
+    from cosa_edge.data.sources import data_spec_name
 
     assert data_spec_name("folder:/exports/Doe^Jane/lesions") == "folder:lesions"  # no folder above the data set's
     assert data_spec_name("busi:../shared/data/busi") == "busi:busi"

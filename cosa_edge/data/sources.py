@@ -26,6 +26,15 @@ PHANTOM_NORMAL_FRACTION = 0.2
 PHANTOM_EDGE_FRACTION = 0.25
 
 
+def data_spec_name(spec: str) -> str:
+    """A data spec as an engine's metadata records it: its kind and the folder's own name, not the path above it
+    (a folder of one patient's images can sit in a folder named after the patient)."""
+    kind, sep, argument = spec.partition(":")
+    if not sep or kind.strip().lower() == "phantom" or not argument:
+        return spec
+    return f"{kind}:{Path(argument).name}"
+
+
 def data_spec_folder(spec: str | None) -> Path | None:
     """The folder a data spec reads (busi:PATH, udiat:PATH, folder:PATH); None for phantoms and .npy files."""
     if not spec:

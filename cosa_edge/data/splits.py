@@ -128,6 +128,14 @@ def stratified_holdout(labels: list[int], fraction: float, seed: int = 0,
     return [i for i in range(len(labels)) if i not in held_out], sorted(validation)
 
 
+def parse_split(text: str) -> tuple[Path, int]:
+    """``FOLDS.json:K`` (as --split writes it) -> (the folds file, the fold's index)."""
+    path, _, index = text.rpartition(":")
+    if not path or not index.isdigit():
+        raise CosaEdgeError(f"--split {text!r} must be FOLDS.json:K, e.g. runs/cv/folds.json:0")
+    return Path(path), int(index)
+
+
 def fold_part(samples: list[Sample], folds_file: Path, index: int, part: str) -> list[Sample]:
     """The training ("train") or test ("test") images of fold ``index`` of a `cosa-edge cv` folds.json."""
     import json

@@ -17,21 +17,74 @@ into a plan where TensorRT and a GPU are present.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._optional import require
 from ..data import Sample
+from ..data.sources import data_spec_name, load_dataset
+from ..data.splits import fold_part, parse_split
 from ..errors import CosaEdgeError
 from ..hardware import cpu_class
 from .accuracy import Fidelity, compare_to_reference
 from .artifact import read_verified_onnx, write_model_with_metadata
 from .base import BatchRange, BuildOptions, BuildResult
 from .build import TARGETS, build_engine, install_engine, read_onnx_metadata, staged, standard_ops_copy
-from .int8 import SCHEMES, CalibrationImages, quantize_int8
+from .int8 import SCHEMES, CalibrationImages, calibration_from_file, calibration_from_samples, quantize_int8
 from .int8_arithmetic import arithmetic
 from .runtimes import ONNXRUNTIME, RUNTIMES, runtime_for, runtime_named
 from .tensorrt_engine import missing_modules as missing_tensorrt_modules
+
+
+@dataclass(frozen=True)
+class Int8Images:
+    """What an INT8 build calibrates on and what it is checked on (held out from calibration)."""
+
+    calibration: CalibrationImages
+    check: list[Sample]
+    check_source: str  # as the engine's metadata records it: data sets by name, not by path
+    note: str | None = None  # for the user, where the choice needs a word of caution
+
+
+def select_int8_images(calib_data: str | None, calib_count: int, check_data: str | None, split: str | None,
+                       size: int) -> Int8Images:
+    """Calibration and check images from the command's data specs: with ``split`` (FOLDS.json:K) calibration on
+    fold K's training images and the check on its test images; else the check on ``check_data``, or on the
+    calibration data's images not drawn for calibration."""
+    if not calib_data:
+        raise CosaEdgeError("--precision int8 needs --calib-data: real images (a data spec such as busi:DIR) that set "
+                            "the activation ranges")
+    if check_data == "none":
+        raise CosaEdgeError("an INT8 engine is always checked against the FP32 model; give --check-data with "
+                            "held-out images, or --split")
+    folds = parse_split(split) if split else None
+
+    def read(spec: str) -> list[Sample]:
+        return load_dataset(spec, progress=False, phantom_size=size, include_normal=spec.startswith("busi:"))
+
+    if calib_data.lower().endswith(".npy"):
+        if folds:
+            raise CosaEdgeError("--split selects images of a data set; it cannot apply to a .npy calibration file")
+        calibration, pool, everything = calibration_from_file(Path(calib_data), size, calib_count), [], []
+    else:
+        everything = read(calib_data)
+        pool = fold_part(everything, folds[0], folds[1], "train") if folds else everything
+        calibration = calibration_from_samples(pool, size, calib_count, data_spec_name(calib_data))
+    if check_data:
+        check, check_source = read(check_data), data_spec_name(check_data)
+        if folds:
+            check = fold_part(check, folds[0], folds[1], "test")
+            check_source += f", test images of fold {folds[1]} of {folds[0].name}"
+        return Int8Images(calibration, check, check_source)
+    if folds:
+        return Int8Images(calibration, fold_part(everything, folds[0], folds[1], "test"),
+                          f"{data_spec_name(calib_data)}, test images of fold {folds[1]} of {folds[0].name}")
+    drawn = set(calibration.names)
+    return Int8Images(calibration, [s for s in pool if s.name not in drawn],
+                      f"{data_spec_name(calib_data)}, the images not drawn for calibration",
+                      "checking on the calibration data's other images; if the model was trained on them, give "
+                      "--check-data or --split with held-out images")
 
 
 def _check_held_out(calibration: CalibrationImages, check: list[Sample]) -> None:
