@@ -20,12 +20,13 @@ import click
 from . import __version__
 from .backends import BACKENDS, TORCH
 from .config import ENCODERS
+from .data.sources import DATA_SPEC_HELP
 from .engines.build import TARGETS
 from .contract import INTENDED_USE
 from .errors import CosaEdgeError, CosaEdgeWarning
 
-DATA_HELP = ("Data set: phantom[:COUNT] (synthetic, no download), busi:PATH (BUSI's published layout), "
-             "udiat:PATH (Dataset B: original/, GT/, DatasetB.xlsx) or folder:PATH (images/, masks/, labels.csv).")
+#: --data's help: the data specs, as data/sources.py reads them.
+DATA_HELP = f"Data set: {DATA_SPEC_HELP}."
 
 
 class FriendlyGroup(click.Group):
@@ -684,7 +685,7 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
     from contextlib import ExitStack
 
     from .backends import open_engine
-    from .bench.accuracy import attach_accuracy
+    from .bench.scores import attach_accuracy
     from .bench.report import write_report
     from .bench.runner import attach_ratios, bench_engines, bench_pipeline
     from .data import load_dataset

@@ -219,7 +219,7 @@ def test_the_phantom_sweep_as_a_dicom_cine(tmp_path: Path) -> None:
     """`cosa-edge phantom --dicom`: a real multi-frame DICOM file that the DICOM path reads back frame for frame."""
     from cosa_edge.data.dicom_phantom import write_sweep_dicom
     from cosa_edge.data.phantom import phantom_sweep
-    from cosa_edge.stream.sources import FrameSource
+    from cosa_edge.stream.frame_sources import FrameSource
 
     path = write_sweep_dicom(tmp_path / "sweep.dcm", seed=2, frames=12, size=(96, 128), fps=25.0, spacing_mm=0.2)
     source = FrameSource(str(path))

@@ -21,7 +21,7 @@ DEPLOY_MODULES = ["cosa_edge", "cosa_edge.cli", "cosa_edge.data", "cosa_edge.dat
                   "cosa_edge.stream.pipeline", "cosa_edge.bench.runner", "cosa_edge.bench.report", "cosa_edge.kernels.cuda",
                   "cosa_edge.engines.onnxruntime_engine", "cosa_edge.engines.tensorrt_engine", "cosa_edge.backends",
                   "cosa_edge.engines.int8", "cosa_edge.engines.accuracy", "cosa_edge.engines.quantized_build",
-                  "cosa_edge.engines.openvino_engine", "cosa_edge.bench.accuracy", "cosa_edge.bench.flops",
+                  "cosa_edge.engines.openvino_engine", "cosa_edge.bench.scores", "cosa_edge.bench.flops",
                   "cosa_edge.serve.triton_repo", "cosa_edge.serve.triton_preprocess", "cosa_edge.serve.client",
                   "cosa_edge.serve.local_server", "cosa_edge.serve.server_env", "cosa_edge.serve.pytriton_server",
                   "cosa_edge.bench.load", "cosa_edge.bench.load_report"]

@@ -16,7 +16,7 @@ from cosa_edge.errors import CosaEdgeError
 from cosa_edge.stream.pipeline import run_pipeline
 from cosa_edge.stream.postprocess import ProbabilitySmoother, summarise
 from cosa_edge.stream.run import infer_source, parse_roi
-from cosa_edge.stream.sources import FrameSource
+from cosa_edge.stream.frame_sources import FrameSource
 
 NO_LESION_KEYS = {"index", "timestamp", "status", "roi", "lesion_area_px", "lesion_share_of_roi", "bbox", "latency_ms",
                   "pixel_spacing_mm", "lesion_area_mm2", "lesion_long_axis_mm", "lesion_short_axis_mm"}

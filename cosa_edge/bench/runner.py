@@ -28,7 +28,7 @@ class BenchResult:
     throughput: float  # images per second
     stages_ms: dict[str, LatencySummary] = field(default_factory=dict)
     ratio_to_baseline: float | None = None
-    # With --check-data: dice, miou, acc, auc, images, and agreement with the FP32 reference (bench/accuracy.py).
+    # With --check-data: dice, miou, acc, auc, images, and agreement with the FP32 reference (bench/scores.py).
     accuracy: dict[str, Any] | None = None
     gflop_per_image: float | None = None  # counted from the model's ONNX graph (bench/flops.py)
 
@@ -144,7 +144,7 @@ PIPELINE_INPUT_FRAMES = 32
 
 def _engine_inputs(engine: Engine, video: str, count: int) -> list[np.ndarray]:
     """The engine's input images for the video's first ``count`` frames, prepared as the pipeline prepares them."""
-    from ..stream.sources import FrameSource
+    from ..stream.frame_sources import FrameSource
 
     inputs = []
     frames = iter(FrameSource(video))

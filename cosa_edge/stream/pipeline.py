@@ -43,7 +43,7 @@ from ..presence import DEFAULT_MIN_LESION_SHARE
 from .overlay import draw_overlay
 from .postprocess import FrameResult, ProbabilitySmoother, Roi, frame_roi, summarise
 from .quality import QualityGate
-from .sources import Frame, FrameSource
+from .frame_sources import Frame, FrameSource
 
 _END = object()
 

@@ -21,7 +21,7 @@ from .auto_roi import find_imaging_region
 from .dicom_results import FrameMeasurement, write_measurement_report, write_segmentation
 from .pipeline import PipelineStats, run_pipeline
 from .postprocess import Roi
-from .sources import FrameSource
+from .frame_sources import FrameSource
 from .writers import ImageSink, JsonlSink, VideoSink
 
 
