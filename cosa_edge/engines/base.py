@@ -142,6 +142,10 @@ class BuildResult:
 Builder = Callable[[Path, Path, str, ModelMetadata, BuildOptions], BuildResult]
 
 
+#: A build's timing cache beside its engine: NAME.timing.cache (Runtime.timing_cache).
+TIMING_CACHE_SUFFIX = ".timing.cache"
+
+
 @dataclass(frozen=True)
 class Runtime:
     """One runtime, as the rest of cosa-edge sees it: how its engines are named, opened and built, what travels
@@ -182,4 +186,4 @@ class Runtime:
 
     def timing_cache_for(self, engine: Path) -> Path | None:
         """The timing cache a build of ``engine`` reuses and updates (``NAME.timing.cache``), for runtimes with one."""
-        return Path(engine).with_suffix(".timing.cache") if self.timing_cache else None
+        return Path(engine).with_suffix(TIMING_CACHE_SUFFIX) if self.timing_cache else None

@@ -17,9 +17,16 @@ from .._optional import require
 from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_bytes, atomic_write_json
-from .base import BuildOptions, BuildResult
+from .base import TIMING_CACHE_SUFFIX, BuildOptions, BuildResult
 from .fp16 import convert_to_fp16, fp32_node_names
-from .tensorrt_engine import NAME, RUNTIME, sidecar_path
+
+#: The runtime's name (its record is in tensorrt_engine.py, which imports this module for its builder).
+NAME = "tensorrt"
+
+
+def sidecar_path(engine_path: Path) -> Path:
+    """The JSON beside a plan that holds what the plan cannot: the model's metadata and how it was built."""
+    return Path(str(engine_path) + ".json")
 
 
 def tensorrt_major(trt) -> int:  # noqa: ANN001
@@ -130,8 +137,7 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, metadata: Mode
         profile.set_shape(INPUT_NAME, (batch.minimum, 1, size, size), (batch.optimum, 1, size, size),
                           (batch.maximum, 1, size, size))
         config.add_optimization_profile(profile)
-        cache_path = options.timing_cache or RUNTIME.timing_cache_for(output)
-        assert cache_path is not None  # TensorRT's record keeps a timing cache
+        cache_path = options.timing_cache or Path(output).with_suffix(TIMING_CACHE_SUFFIX)
         cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
         config.set_timing_cache(cache, ignore_mismatch=True)
         # Read, not set: TensorRT allows TF32 by default, and the sidecar should say what this build did.

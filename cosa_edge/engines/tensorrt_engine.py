@@ -1,5 +1,5 @@
 """The TensorRT backend: a serialized plan, pinned host and device buffers, a stream, execute_async_v3; and its
-record (the builder is :mod:`.tensorrt_build`: it needs TensorRT's full bindings, an engine only the lean runtime).
+record. The builder is :mod:`.tensorrt_build` (it calls TensorRT's full bindings, an engine only the lean runtime).
 
 Needs the ``tensorrt`` extra (tensorrt and pycuda) on an NVIDIA GPU. All CUDA
 calls go through :class:`cosa_edge.kernels.cuda.PycudaRuntime`.
@@ -20,16 +20,12 @@ from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
 from ..kernels.trt_compat import plugin_problem
 from .artifact import Integrity, check_sha256
-from .base import BuildOptions, BuildResult, Engine, Runtime, TensorSpec
+from .base import Engine, Runtime, TensorSpec
 from .int8_arithmetic import SYMMETRIC_SCHEME
 
-NAME = "tensorrt"
+from .tensorrt_build import NAME, build_tensorrt, sidecar_path
 #: The Python modules a TensorRT build or engine needs: the bindings, and pycuda for its CUDA calls.
 MODULES = ("tensorrt", "pycuda")
-
-
-def sidecar_path(engine_path: Path) -> Path:
-    return Path(str(engine_path) + ".json")
 
 
 def read_sidecar(engine_path: Path) -> dict[str, Any]:
@@ -150,14 +146,6 @@ class TensorRTEngine(Engine):
         self.cuda.close()
 
 
-def _build(onnx_path: Path, output: Path, precision: str, metadata: ModelMetadata,
-           options: BuildOptions = BuildOptions()) -> BuildResult:
-    # Imported here: the builder needs TensorRT's full bindings, while an engine runs on its lean runtime alone.
-    from .tensorrt_build import build_tensorrt
-
-    return build_tensorrt(onnx_path, output, precision, metadata, options)
-
-
 def missing_modules() -> list[str]:
     """Which of :data:`MODULES` are not installed."""
     return [name for name in MODULES if importlib.util.find_spec(name) is None]
@@ -172,7 +160,7 @@ def _plugin_problem() -> str | None:
 
 RUNTIME = Runtime(
     name=NAME, label="TensorRT", open=TensorRTEngine, suffixes=(".engine", ".plan", ".trt"),
-    default_file="model.engine", build=_build, precisions=("fp16", "fp32", "int8"), default_precision="fp16",
+    default_file="model.engine", build=build_tensorrt, precisions=("fp16", "fp32", "int8"), default_precision="fp16",
     sidecar=True, takes_threads=False, timing_cache=True, int8_scheme=SYMMETRIC_SCHEME, int8_engine="plan",
     plugin_problem=_plugin_problem,
     triton_file="model.plan", gpu_only=True)
