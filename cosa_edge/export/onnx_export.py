@@ -13,112 +13,26 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import __version__
 from .._optional import require
-from ..contract import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, OOD_OUTPUT, ModelMetadata
-from ..data.preprocess import DEFAULT_NORMALISATION, Normalisation
+from ..contract import INPUT_NAME, ModelMetadata
 from ..engines.artifact import SerializedModel
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_text
-from ..model import CLS_LOGITS, FEATURES, SEG_LOGITS, model_normalisation
 from ..model.cosa import COSA
 from ..model.regions import region_maps
-from .same_padding import static_same_padding
+from ..train.checkpoint import load_verified_model
+from .deploy_module import DeployModule, deploy_metadata
 from .model_card import build_model_card, card_path, read_cv_results
-from .torch_engine import load_verified_model
+from .same_padding import static_same_padding
 
 DEFAULT_OPSET = 17
 PLUGIN_DOMAIN = "cosa_edge"
 PLUGIN_NAME = "CosaRegionMasks"
-
-
-class MahalanobisScore(nn.Module):
-    """The squared Mahalanobis distance of pooled features to the training features' Gaussian (cosa_edge/ood.py)."""
-
-    def __init__(self, mean: torch.Tensor, precision: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mean", mean.float().clone())
-        self.register_buffer("precision", precision.float().clone())
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        difference = features.float() - self.mean
-        return ((difference @ self.precision) * difference).sum(dim=1, keepdim=True)
-
-
-def ood_metadata(payload: dict[str, Any]) -> dict[str, Any]:
-    """What an artifact says about its out-of-distribution score: everything but the Gaussian itself."""
-    return {k: v for k, v in payload.get("ood", {}).items() if k not in ("mean", "precision")}
-
-
-def normalisation_record(model: nn.Module) -> dict[str, float]:
-    """The input statistics applied inside the graph, as the metadata records them."""
-    norm = model_normalisation(model)
-    return {"mean": norm.mean, "std": norm.std}
-
-
-class DeployModule(nn.Module):
-    """The trained model behind the engine contract: grey levels in, probabilities out.
-
-    ``temperature``: the class logits are divided by it before the softmax (temperature scaling,
-    fitted on validation data: cosa_edge/calibration.py), so every engine exported from this module
-    gives the same calibrated probabilities.
-    """
-
-    def __init__(self, model: nn.Module, norm: Normalisation = DEFAULT_NORMALISATION, temperature: float = 1.0,
-                 ood: MahalanobisScore | None = None) -> None:
-        super().__init__()
-        if not temperature > 0:
-            raise CosaEdgeError(f"the calibration temperature must be positive, not {temperature}")
-        self.model = model
-        self.scale = 1.0 / (255.0 * norm.std)
-        self.shift = norm.mean / norm.std
-        self.temperature = float(temperature)
-        # Named "ood": its nodes export under /ood/, which the FP16 conversion keeps in FP32 (squared distances
-        # of hundreds of dimensions overflow FP16's 65504).
-        self.ood = ood
-        self.tasks = tuple(model.tasks)
-
-    @classmethod
-    def of_checkpoint(cls, model: nn.Module, payload: dict[str, Any]) -> DeployModule:
-        """The module with the checkpoint's own calibration (temperature 1 where none was fitted) and, where
-        training fitted one, its out-of-distribution score."""
-        ood = payload.get("ood")
-        score = MahalanobisScore(ood["mean"], ood["precision"]) if ood and "mean" in ood else None
-        return cls(model, norm=model_normalisation(model),
-                   temperature=float(payload.get("calibration", {}).get("temperature", 1.0)), ood=score)
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.model(image * self.scale - self.shift)
-        results = []
-        if SEG_LOGITS in outputs:
-            # softmax(l)[1] over two classes is sigmoid(l1 - l0): the same probability (and the same
-            # mask at > 0.5, ties to background), without a channel-axis softmax that runtimes transpose for.
-            logits = outputs[SEG_LOGITS]
-            results.append(torch.sigmoid(logits[:, 1:2] - logits[:, 0:1]))
-        if CLS_LOGITS in outputs:
-            logits = outputs[CLS_LOGITS]
-            # No division at temperature 1: the graph stays what it was before calibration existed.
-            results.append(F.softmax(logits / self.temperature if self.temperature != 1.0 else logits, dim=1))
-        if self.ood is not None and FEATURES in outputs:
-            results.append(self.ood(outputs[FEATURES]))
-        return tuple(results)
-
-    @property
-    def output_names(self) -> list[str]:
-        names = []
-        if "segmentation" in self.tasks:
-            names.append(LESION_OUTPUT)
-        if "classification" in self.tasks:
-            names.append(CLASS_OUTPUT)
-        if self.ood is not None:
-            names.append(OOD_OUTPUT)
-        return names
 
 
 class _PluginRegionMaps(torch.autograd.Function):
@@ -189,12 +103,7 @@ def export_onnx(checkpoint: Path, output: Path, *, opset: int = DEFAULT_OPSET, c
                           output_names=names, dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}},
                           custom_opsets={PLUGIN_DOMAIN: 1} if cosa_op == "plugin" else None)
     proto = onnx.load_from_string(buffer.getvalue())
-    metadata = ModelMetadata(
-        architecture=config.model.architecture, encoder=config.model.encoder, input_size=size, outputs=tuple(names),
-        cosa_edge_version=__version__, weights_sha256=payload.get("weights_sha256", ""),
-        normalisation=normalisation_record(model), training_data=payload.get("data", {}), cosa_op=cosa_op, presence=payload.get("presence", {}),
-        calibration=payload.get("calibration", {}), ood=ood_metadata(payload) if OOD_OUTPUT in names else {},
-    )
+    metadata = deploy_metadata(model, config, payload, names, cosa_op)
     proto.producer_name, proto.producer_version = "cosa-edge", __version__
     onnx.checker.check_model(proto, full_check=cosa_op == "onnx")
     # Serialized once: the card names the graph hash, and is stored in the metadata, which the hash leaves out.

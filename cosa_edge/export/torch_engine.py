@@ -11,31 +11,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from .._optional import require
-from ..contract import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, OOD_OUTPUT, ModelMetadata
-from ..engines.artifact import Integrity, check_sha256
+from ..contract import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, OOD_OUTPUT
 from ..engines.base import Engine, Runtime, TensorSpec
 
 NAME = "torch"
-
-
-def load_verified_model(path: Path, device: str = "cpu") -> tuple[Any, Any, dict[str, Any], Integrity]:
-    """``load_model``, with the loaded weights' hash checked against the one the checkpoint recorded.
-
-    The state dict is hashed as loaded into the model (``weights_sha256``, as at save time), so a weight
-    changed in the file, or a model that does not load it faithfully, is refused.
-    """
-    from ..train.checkpoint import load_model, weights_sha256
-
-    model, config, payload = load_model(Path(path), device)
-    integrity = check_sha256(weights_sha256(model), payload.get("weights_sha256", ""), Path(path), "saved",
-                             "use the checkpoint as training wrote it, or train again")
-    return model, config, payload, integrity
 
 
 class TorchEngine(Engine):
@@ -43,9 +26,9 @@ class TorchEngine(Engine):
 
     def __init__(self, path: Path, device: str = "cpu", threads: int | None = None) -> None:
         torch = require("torch")  # first, so that a missing torch is one line naming the extra
-        from .onnx_export import DeployModule, normalisation_record, ood_metadata
-
+        from ..train.checkpoint import load_verified_model
         from ..train.reproducibility import torch_threads
+        from .deploy_module import DeployModule, deploy_metadata
 
         # The count applies to this engine's own calls only: torch's thread count is process-wide, and a caller
         # (a training run later in the same process) must find it as it left it.
@@ -55,13 +38,7 @@ class TorchEngine(Engine):
         self._torch = torch
         self.device = torch.device(device)
         self.module = DeployModule.of_checkpoint(model, payload).to(self.device).eval()
-        metadata = ModelMetadata(architecture=config.model.architecture, encoder=config.model.encoder,
-                                 input_size=config.model.image_size, outputs=tuple(self.module.output_names),
-                                 cosa_edge_version=__version__, weights_sha256=payload.get("weights_sha256", ""),
-                                 normalisation=normalisation_record(model),
-                                 training_data=payload.get("data", {}), presence=payload.get("presence", {}),
-                                 calibration=payload.get("calibration", {}),
-                                 ood=ood_metadata(payload) if self.module.ood is not None else {})
+        metadata = deploy_metadata(model, config, payload, self.module.output_names)
         super().__init__(path, metadata)
 
     @property

@@ -13,6 +13,7 @@ from torch import nn
 from .. import __version__
 from ..config import TrainConfig
 from ..data.preprocess import Normalisation
+from ..engines.artifact import Integrity, check_sha256
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_bytes
 from ..model.registry import model_normalisation
@@ -104,3 +105,16 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Modul
     if "normalisation" in payload:
         model.normalisation = Normalisation(**payload["normalisation"])
     return model.to(device).eval(), config, payload
+
+
+def load_verified_model(path: Path, device: str | torch.device = "cpu"
+                        ) -> tuple[nn.Module, TrainConfig, dict[str, Any], Integrity]:
+    """``load_model``, with the loaded weights' hash checked against the one the checkpoint recorded.
+
+    The state dict is hashed as loaded into the model (``weights_sha256``, as at save time), so a weight
+    changed in the file, or a model that does not load it faithfully, is refused.
+    """
+    model, config, payload = load_model(Path(path), device)
+    integrity = check_sha256(weights_sha256(model), payload.get("weights_sha256", ""), Path(path), "saved",
+                             "use the checkpoint as training wrote it, or train again")
+    return model, config, payload, integrity
