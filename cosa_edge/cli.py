@@ -84,8 +84,9 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by `train` and `cv`: a preset and overrides of its fields."""
     options = [
         click.option("--preset", default="edge", show_default=True,
-                     help="edge (ResNet-18, 256 px), realtime (ResNet-18, 160 px: real time on a CPU as INT8), "
-                          "paper (ResNet-101, the paper's settings) or a .toml file."),
+                     help="edge (ResNet-18 from scratch, 256 px), lite (EfficientNet-Lite0 fine-tuned from its "
+                          "ImageNet weights, 256 px; the lite extra), realtime (ResNet-18, 160 px: real time on a CPU "
+                          "as INT8), paper (ResNet-101, the paper's settings) or a .toml file."),
         click.option("--data", "data_spec", default="phantom", show_default=True, help=DATA_HELP),
         click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (preset's value if not given)."),
         click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size (paper: 12)."),

@@ -108,3 +108,12 @@ def test_models_lists_the_papers_seven() -> None:
 def test_help_explains_the_data_specs() -> None:
     code, output = invoke("train", "--help")
     assert code == 0 and "busi:PATH" in output and "--nproc-per-node" in output
+
+
+def test_help_names_every_preset() -> None:
+    from cosa_edge.config import preset_names
+
+    for command in ("train", "cv"):
+        code, output = invoke(command, "--help")
+        flat = " ".join(output.split())
+        assert code == 0 and all(f"{name} (" in flat for name in preset_names()), (command, preset_names())

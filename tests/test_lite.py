@@ -179,3 +179,15 @@ def test_fine_tuning_gives_the_encoder_its_own_rate_frozen_statistics_and_decoup
     assert groups[0]["lr"] / groups[0]["base_lr"] == pytest.approx(groups[1]["lr"] / groups[1]["base_lr"])
     with pytest.raises(CosaEdgeError, match="optimizer 'sgd'"):
         make_optimizer(build_model(config.model), config.replace(optimizer="sgd"))
+
+
+def test_the_lite_preset_is_the_recipe_chosen_on_fold_0() -> None:
+    """docs/busi-cv.md, "The lite recipe": run A, the edge preset's optimisation on Lite0 from ImageNet weights."""
+    from cosa_edge.config import load_preset
+
+    lite, edge = load_preset("lite"), load_preset("edge")
+    assert (lite.model.encoder, lite.model.pretrained, lite.model.image_size) == ("efficientnet_lite0", "imagenet", 256)
+    assert lite.model.decoder_channels == (64, 32, 16, 16)
+    # Everything the optimisation is, as edge has it: only the model differs.
+    assert lite.replace(preset="x") == edge.replace(preset="x", encoder="efficientnet_lite0", pretrained="imagenet",
+                                                    decoder_channels=(64, 32, 16, 16), epochs=12)
