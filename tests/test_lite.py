@@ -191,3 +191,27 @@ def test_the_lite_preset_is_the_recipe_chosen_on_fold_0() -> None:
     # Everything the optimisation is, as edge has it: only the model differs.
     assert lite.replace(preset="x") == edge.replace(preset="x", encoder="efficientnet_lite0", pretrained="imagenet",
                                                     decoder_channels=(64, 32, 16, 16), epochs=12)
+
+
+def test_a_lite_export_builds_into_openvino_and_agrees_with_onnx_runtime(tmp_path: Path) -> None:
+    """The lite graph (depthwise convolutions, ReLU6 as Clip, asymmetric pads inside the Convs) through OpenVINO."""
+    pytest.importorskip("openvino")
+    from cosa_edge.backends import open_engine
+    from cosa_edge.config import load_preset
+    from cosa_edge.data.phantom import make_phantom_dataset
+    from cosa_edge.engines.build import build_engine
+    from cosa_edge.export.onnx_export import export_onnx
+    from cosa_edge.train.loop import train
+
+    config = load_preset("lite").replace(image_size=64, decoder_channels=(32, 16, 16, 8), epochs=1, batch_size=4,
+                                         val_fraction=0.0, device="cpu")
+    samples = make_phantom_dataset(8, seed=0, size=(64, 64))
+    train(config, samples, tmp_path / "run", progress=False)
+    onnx_path = export_onnx(tmp_path / "run" / "last.pt", tmp_path / "lite.onnx").path
+    build_engine(onnx_path, tmp_path / "lite.xml", target="openvino", precision="fp32")
+    frames = np.stack([s.image for s in samples]).astype(np.float32)[:, None]
+    with open_engine(onnx_path) as reference, open_engine(tmp_path / "lite.xml") as engine:
+        expected, got = reference.infer(frames), engine.infer(frames)
+    assert engine.metadata.normalisation == {"mean": 0.5, "std": 0.5}
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], atol=1e-3, err_msg=name)
