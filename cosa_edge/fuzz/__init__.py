@@ -1,0 +1,14 @@
+"""Fuzzing cosa-edge's readers: each case run as a user runs it, in a process of its own (docs/fuzzing.md).
+
+- :mod:`.outcomes`: how a case ended (a result, one clear error, a traceback, a crash, a hang, memory past
+  the limit), judged from the exit status and what the process printed;
+- :mod:`.runner`: runs a case's command line in a child process under a timeout and a memory limit, either
+  forked from a process that has already imported cosa-edge (fast: the seeded test subset) or as a fresh
+  ``python -m cosa_edge.cli`` (exactly as a user runs it);
+- :mod:`.dicom_cases`: Hypothesis strategies that mutate DICOM files structurally (header values, sequences,
+  fragments, transfer syntaxes) and at the byte level;
+- :mod:`.byte_cases`: byte mutations of real video, image and engine files;
+- :mod:`.engine`: a tiny genuine ONNX engine, so that `cosa-edge infer` runs end to end without torch.
+
+Hypothesis is a development dependency (the ``dev`` extra); it is imported only where strategies are built.
+"""
