@@ -48,7 +48,8 @@ def read_source(source: Path, secrets: list[str]) -> Dataset:
     pydicom = require("pydicom")
     source = Path(source)
     if not source.is_file():
-        raise CosaEdgeError(f"the DICOM source {source} does not exist; pass the file the results were computed on")
+        raise CosaEdgeError(f"the DICOM source {source.name} does not exist; pass the file the results were "
+                            "computed on")
     try:
         dataset = pydicom.dcmread(source, stop_before_pixels=True)
     except pydicom.errors.InvalidDicomError:
