@@ -48,6 +48,13 @@ from .dicom_header import (
     tag_numbers,
     uid_name,
 )
+from .dicom_frames import (
+    PixelDataLayout,
+    believed_frame_count,
+    believed_frame_size,
+    check_pixel_description,
+    pixel_data_layout,
+)
 from .dicom_pixels import pixel_format, to_image
 from .dicom_regions import (
     DATA_TISSUE,
@@ -109,19 +116,12 @@ def _pixel_spacing(dataset: Any) -> tuple[float, float] | None:
     return (spacing[0], spacing[1])  # DICOM order: row spacing (dy), then column spacing (dx)
 
 
-def _frame_count(dataset: Any, notes: list[str]) -> int:
-    frames = tag_integer(dataset, "NumberOfFrames")
-    if frames is None:
-        return 1
-    if frames < 1:
-        notes.append(f"Number of Frames {frames} is not positive; the file was read as one frame")
-        return 1
-    return frames
-
-
-def _build_info(dataset: Any, path: Path) -> DicomInfo:
+def _build_info(dataset: Any, path: Path, layout: PixelDataLayout | None) -> DicomInfo:
     notes: list[str] = []
-    frames = _frame_count(dataset, notes)
+    # Where the header and the pixel data disagree, the data is believed (data/dicom_frames.py), with a note.
+    check_pixel_description(dataset, path.name, layout)
+    rows, columns = believed_frame_size(dataset, layout, path.name, notes)
+    frames = believed_frame_count(dataset, layout, notes)
     timing = frame_timing(dataset, frames)
     regions, region_notes = regions_and_warnings(dataset)
     syntax = getattr(dataset, "file_meta", None)
@@ -129,8 +129,8 @@ def _build_info(dataset: Any, path: Path) -> DicomInfo:
     return DicomInfo(
         name=path.name,
         frames=frames,
-        rows=tag_integer(dataset, "Rows") or 0,
-        columns=tag_integer(dataset, "Columns") or 0,
+        rows=rows,
+        columns=columns,
         fps=timing.fps,
         timestamps=timing.timestamps,
         timing_source=timing.source,
@@ -208,8 +208,11 @@ class DicomImage:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # invalid values are handled (ignored) value by value
-                self.info = _build_info(self.dataset, self.path)
+                self.info = _build_info(self.dataset, self.path, pixel_data_layout(self.path, self.dataset))
                 self._format = pixel_format(self.dataset)
+            # What the decoder must be told where the data was believed over the header.
+            self._decode_options = {"number_of_frames": self.info.frames, "rows": self.info.rows,
+                                    "columns": self.info.columns}
         except CosaEdgeError:
             raise
         except Exception as exc:  # a value pydicom cannot convert at all
@@ -248,7 +251,7 @@ class DicomImage:
             # From a file object pydicom reads each frame's bytes when it decodes it, so memory holds one frame.
             # Explicit indices make it fetch frame k's bytes while decoding frame k (without them it reads one
             # frame ahead), so a read that the end of the file cuts short belongs to the frame being decoded.
-            decoded = pixels.iter_pixels(reader, indices=range(total))
+            decoded = pixels.iter_pixels(reader, indices=range(total), **self._decode_options)
             try:
                 while index < total:
                     values, reason = self._next_frame(decoded)
@@ -284,8 +287,8 @@ class DicomImage:
                     fast = next(iter(self._fast_jpeg_frames(check=False)))[2]
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        reference = to_image(pixels_module().pixel_array(self.path, index=0), self._format,
-                                              self.dataset, self.info.name)
+                        first = pixels_module().pixel_array(self.path, index=0, **self._decode_options)
+                        reference = to_image(first, self._format, self.dataset, self.info.name)
                     difference = np.abs(fast.astype(np.int16) - reference.astype(np.int16))
                     self._fast_ok = (fast.shape == reference.shape
                                      and float(difference.mean()) <= _FAST_JPEG_MEAN_TOLERANCE
@@ -320,7 +323,8 @@ class DicomImage:
                 if reader.cut_short:
                     reason = "the file ends inside this frame (it is truncated)"
                     break
-                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+                # An empty fragment is no JPEG: OpenCV asserts on an empty buffer rather than returning None.
+                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
                 if image is None or image.shape[:2] != shape:
                     reason = "the frame could not be decoded (its JPEG data is damaged)"
                     break
@@ -340,8 +344,10 @@ class DicomImage:
             return None, ""
         except AttributeError as exc:
             if "pixel data" in str(exc).lower():  # pydicom's "no 'Pixel Data' ... element"
-                raise NoImageError(f"{self.info.name} holds no image (it has no Pixel Data); give a DICOM image "
-                                    "or cine loop") from None
+                # Its header describes an image (check_image_header), so the pixels are missing, not absent by design.
+                raise NoImageError(f"{self.info.name} holds no image: it has no Pixel Data although its header "
+                                   "describes one (the file ends before its pixels, or was exported without them); "
+                                   "export it again from the scanner or PACS") from None
             return None, f"the frame could not be decoded ({clean_message(exc, self.path)})"
         except Exception as exc:  # RuntimeError from every plugin, ValueError from a short frame, ...
             return None, f"the frame could not be decoded ({clean_message(exc, self.path)})"

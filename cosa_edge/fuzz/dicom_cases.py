@@ -294,7 +294,7 @@ def _mutate_fragments(fragments: list[bytes], ops: list[Any]) -> list[bytes]:
     return fragments
 
 
-def _encapsulate(fragments: list[bytes], offset_table: str) -> bytes:
+def encapsulate_fragments(fragments: list[bytes], offset_table: str) -> bytes:
     """Encapsulated Pixel Data (PS3.5 A.4) built here, so that its Basic Offset Table can lie."""
     items = [fragment + (b"\x00" if len(fragment) % 2 else b"") for fragment in fragments]
     offsets, position = [], 0
@@ -390,10 +390,10 @@ def write_dicom_case(recipe: dict[str, Any], path: Path) -> Path:
     """Write the file a recipe describes to ``path``."""
     ds, fragments = _cached_base(recipe["base"])
     _apply_header(ds, recipe)
-    if fragments is not None and "PixelData" in ds:
+    if fragments is not None and "PixelData" not in recipe.get("delete", []):
         from pydicom.dataelem import DataElement
 
-        data = _encapsulate(_mutate_fragments(fragments, recipe.get("fragments", [])),
+        data = encapsulate_fragments(_mutate_fragments(fragments, recipe.get("fragments", [])),
                             recipe.get("offset_table", "none"))
         ds["PixelData"] = DataElement(0x7FE00010, "OB", data, is_undefined_length=True)
     buffer = io.BytesIO()

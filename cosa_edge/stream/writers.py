@@ -52,12 +52,27 @@ class VideoSink:
         self.partial = _partial_name(self.path)
         self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*fourcc), fps, size, isColor=True)
         if not self.writer.isOpened():
-            raise CosaEdgeError(f"OpenCV cannot write {fourcc} video to {path}")
+            raise self._cause(fourcc, fps, size)
         self.size, self.frames = size, 0
         self._queue: queue.Queue = queue.Queue(maxsize=self.QUEUE_FRAMES)
         self._error: BaseException | None = None
         self._encoder = threading.Thread(target=self._encode, name="video-encoder", daemon=True)
         self._encoder.start()
+
+    def _cause(self, fourcc: str, fps: float, size: tuple[int, int]) -> CosaEdgeError:
+        """Why the writer did not open, found by trying a plain size and rate: the codec itself works here, so
+        the source's frame size (mp4v holds 2 to 8191 pixels a side) or its frame rate (mp4v holds at most
+        65535 frames/s) is the cause, not the output."""
+        plain_size, plain_rate = (64, 48), 25.0
+        if _opens(self.partial, fourcc, fps, plain_size):
+            return CosaEdgeError(f"cannot write {self.path.name}: {fourcc} video cannot hold the source's frames of "
+                                 f"{size[0]}x{size[1]} pixels; write an .avi (MJPG) instead, or check the source's "
+                                 "frame size")
+        if _opens(self.partial, fourcc, plain_rate, size):
+            return CosaEdgeError(f"cannot write {self.path.name}: {fourcc} video cannot hold the source's frame rate "
+                                 f"of {fps:g} frames/s; write an .avi (MJPG) instead, or check the source's frame "
+                                 "rate")
+        return CosaEdgeError(f"OpenCV cannot write {fourcc} video to {self.path}")
 
     def _encode(self) -> None:
         while (frame := self._queue.get()) is not None:
@@ -86,6 +101,16 @@ class VideoSink:
                 self.partial.unlink()
         if self._error is not None:
             raise CosaEdgeError(f"encoding {self.path.name} failed: {self._error}")
+
+
+def _opens(path: Path, fourcc: str, fps: float, size: tuple[int, int]) -> bool:
+    """Whether OpenCV opens a ``fourcc`` video of ``size`` at ``path`` (nothing is left there)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size, isColor=True)
+    opened = writer.isOpened()
+    writer.release()
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    return opened
 
 
 class ImageSink:

@@ -1,0 +1,203 @@
+"""What the fuzzing campaign found (docs/fuzzing.md), each fixed and held here: headers that contradict their
+data, frame sizes no video holds, and decoder errors passed on in Python's own words.
+
+Real: DICOM files written by pydicom (tests/dicom_files.py) with the header values the fuzzer found, the readers,
+the pipeline and its writers. Stand-in: the engine (tests/test_stream.py's FakeEngine).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pydicom = pytest.importorskip("pydicom")
+
+from pydicom import uid as uids  # noqa: E402
+
+from cosa_edge.data.dicom import DicomImage  # noqa: E402
+from cosa_edge.errors import CosaEdgeError  # noqa: E402
+from cosa_edge.fuzz.dicom_cases import encapsulate_fragments  # noqa: E402
+from cosa_edge.stream.run import infer_source  # noqa: E402
+from tests.dicom_files import SECRETS, phantom, write_dicom  # noqa: E402
+from tests.test_stream import FakeEngine  # noqa: E402
+
+SHAPE = (32, 48)
+
+
+def _cine(path: Path, count: int, syntax: str = uids.JPEGBaseline8Bit, **attributes: object) -> Path:
+    frames = [cv2.cvtColor(phantom(i, SHAPE), cv2.COLOR_GRAY2BGR) for i in range(count)]
+    photometric = "YBR_FULL_422" if syntax == uids.JPEGBaseline8Bit else "RGB"
+    return write_dicom(path, frames, syntax=syntax, photometric=photometric, multi_frame=True, FrameTime="40",
+                       **attributes)
+
+
+def _run(source: Path, tmp_path: Path, out: str = "out.mp4") -> tuple[int, list[str]]:
+    notes: list[str] = []
+    stats = infer_source(str(source), FakeEngine(), tmp_path / out, tmp_path / "out.jsonl", progress=False,
+                         notify=notes.append)
+    records = (tmp_path / "out.jsonl").read_text().splitlines()[1:]
+    assert len(records) == stats.frames_processed
+    return stats.frames_processed, notes
+
+
+# --------------------------------------------------------------------------------------------------
+# Number of Frames against the frames in the data: the data is believed, and a note says so
+
+
+@pytest.mark.parametrize(("stated", "said"), [(0, "says 0"), (None, "is missing"), (41, "says 41"), (7, "says 7")])
+def test_number_of_frames_against_40_fragments_all_40_are_read_and_said(stated: int | None, said: str,
+                                                                        tmp_path: Path) -> None:
+    """Number of Frames 0 on a 40-fragment cine read one frame; missing, it read one frame without a word; 7,
+    it dropped 33 frames without a word; 41, it called the whole file truncated."""
+    cine = _cine(tmp_path / "cine.dcm", 40)
+    dataset = pydicom.dcmread(cine)
+    if stated is None:
+        del dataset.NumberOfFrames
+    else:
+        dataset.NumberOfFrames = stated
+    dataset.save_as(cine)
+    processed, notes = _run(cine, tmp_path)
+    assert processed == 40
+    assert [note for note in notes if "Number of Frames" in note] == [
+        f"note: cine.dcm: Number of Frames {said} but the pixel data holds 40 JPEG frames; all 40 were read"]
+
+
+def test_number_of_frames_below_the_native_frames_in_the_data(tmp_path: Path) -> None:
+    """Uncompressed: 6 whole frames of pixel data under Number of Frames 2 were cut to 2 without a word."""
+    cine = _cine(tmp_path / "raw.dcm", 6, syntax=uids.ExplicitVRLittleEndian)
+    dataset = pydicom.dcmread(cine)
+    dataset.NumberOfFrames = 2
+    dataset.save_as(cine)
+    image = DicomImage(cine)
+    assert image.info.frames == 6 and len(list(image.frames())) == 6
+    assert image.info.warnings == ["Number of Frames says 2 but the pixel data holds 6 whole frames; all 6 were read"]
+
+
+def test_a_truncated_cine_still_says_it_is_truncated(tmp_path: Path) -> None:
+    """Believing the data must not turn a cut file into a shorter whole one: the frames before the cut are
+    processed and the warning says the file is truncated."""
+    cine = _cine(tmp_path / "cine.dcm", 12)
+    data = cine.read_bytes()
+    cine.write_bytes(data[:len(data) * 2 // 3])
+    image = DicomImage(cine)
+    frames = list(image.frames())
+    assert image.info.frames == 12 and 0 < len(frames) < 12
+    assert "truncated" in (image.stopped_early or "")
+
+
+# --------------------------------------------------------------------------------------------------
+# Frame sizes against the data
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(60000, SHAPE[1]), (SHAPE[0], 1), (0, SHAPE[1])])
+def test_rows_and_columns_against_jpeg_frames_the_frames_size_is_believed(rows: int, columns: int,
+                                                                          tmp_path: Path) -> None:
+    """Rows 60000 or Columns 1 ended in "OpenCV cannot write mp4v video" (the video writer was opened at the
+    header's size); the JPEG frames carry their own size, which is read instead, with a note."""
+    cine = _cine(tmp_path / "cine.dcm", 5, Rows=rows, Columns=columns)
+    processed, notes = _run(cine, tmp_path)
+    assert processed == 5
+    assert f"note: cine.dcm: Columns x Rows say {columns}x{rows} but the frames are 48x32 (their own JPEG " \
+           "headers); they were read as 48x32" in notes
+    capture = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (48, 32)
+
+
+def test_rows_larger_than_the_native_pixel_data_is_a_header_error(tmp_path: Path) -> None:
+    """Uncompressed frames have no size of their own: a header that asks for more pixels than the file holds is
+    said to be the cause, before any output is opened."""
+    cine = _cine(tmp_path / "raw.dcm", 3, syntax=uids.ExplicitVRLittleEndian, Rows=60000)
+    with pytest.raises(CosaEdgeError, match=r"raw.dcm has a corrupt header: its pixel data is smaller than one "
+                                            r"48x60000 frame") as caught:
+        _run(cine, tmp_path)
+    assert not any(part in str(caught.value) for part in SECRETS)
+    assert not list(tmp_path.glob("*out*"))
+
+
+@pytest.mark.parametrize("keyword", ["BitsStored", "HighBit", "Columns"])
+def test_an_image_pixel_element_with_three_values_is_named(keyword: str, tmp_path: Path) -> None:
+    """Bits Stored of three values ended in "'<=' not supported between instances of 'int' and 'list'"."""
+    cine = _cine(tmp_path / "raw.dcm", 2, syntax=uids.ExplicitVRLittleEndian)
+    dataset = pydicom.dcmread(cine)
+    dataset[keyword].value = [8, 8, 8]
+    dataset.save_as(cine)
+    label = {"BitsStored": "Bits Stored", "HighBit": "High Bit", "Columns": "Columns"}[keyword]
+    with pytest.raises(CosaEdgeError, match=f"raw.dcm has a corrupt header: {label} holds 3 values where DICOM "
+                                            "allows one"):
+        DicomImage(cine)
+
+
+def test_an_empty_fragment_stops_the_cine_with_a_warning_not_a_traceback(tmp_path: Path) -> None:
+    """OpenCV's imdecode asserts on an empty buffer (cv2.error reached the user as a traceback)."""
+    cine = _cine(tmp_path / "cine.dcm", 6)
+    dataset = pydicom.dcmread(cine)
+    from pydicom.encaps import generate_frames
+
+    frames = list(generate_frames(dataset.PixelData, number_of_frames=6))
+    frames[3] = b""
+    # pydicom will not write an empty frame; the fuzzer's encapsulation will, and its offset table makes frame 4
+    # an empty buffer for the decoder.
+    dataset.PixelData = encapsulate_fragments(frames, "right")
+    dataset.save_as(cine)
+    image = DicomImage(cine)
+    assert len(list(image.frames())) == 3
+    assert image.stopped_early is not None and image.stopped_early.startswith("decoding stopped at frame 4 of")
+
+
+# --------------------------------------------------------------------------------------------------
+# Frames that no video holds
+
+
+def test_a_source_one_pixel_wide_names_its_frame_size_not_the_writer(tmp_path: Path) -> None:
+    """An mp4v video cannot hold frames 1 pixel wide; the error said only "OpenCV cannot write mp4v video"."""
+    image = tmp_path / "strip.png"
+    cv2.imwrite(str(image), np.full((48, 1), 90, np.uint8))
+    folder = tmp_path / "strips"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((48, 1), 90, np.uint8))
+    with pytest.raises(CosaEdgeError, match=r"cannot write out.mp4: mp4v video cannot hold the source's frames of "
+                                            r"1x48 pixels; write an .avi \(MJPG\) instead"):
+        _run(folder, tmp_path)
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".out")]
+    processed, _ = _run(folder, tmp_path, out="out.avi")
+    assert processed == 1
+
+
+def test_json_results_of_a_believed_cine_hold_every_frame_in_order(tmp_path: Path) -> None:
+    cine = _cine(tmp_path / "cine.dcm", 9, NumberOfFrames=0)
+    _run(cine, tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()[1:]]
+    assert [record["index"] for record in records] == list(range(9))
+    assert [record["timestamp"] for record in records] == pytest.approx([i * 0.04 for i in range(9)])
+
+
+def test_a_frame_rate_no_mp4_holds_names_the_rate(tmp_path: Path) -> None:
+    """Cine Rate 100000: mp4v's time base holds at most 65535 frames/s; the error said only "OpenCV cannot write
+    mp4v video"."""
+    cine = _cine(tmp_path / "cine.dcm", 3, CineRate=100000)
+    del_frame_time = pydicom.dcmread(cine)
+    del del_frame_time.FrameTime  # Frame Time comes before Cine Rate; without it, the rate is the cine's
+    del_frame_time.save_as(cine)
+    with pytest.raises(CosaEdgeError, match=r"cannot write out.mp4: mp4v video cannot hold the source's frame rate "
+                                            r"of 100000 frames/s; write an .avi \(MJPG\) instead"):
+        _run(cine, tmp_path)
+    assert _run(cine, tmp_path, out="out.avi")[0] == 3
+
+
+def test_a_number_of_frames_that_is_no_number_is_named(tmp_path: Path) -> None:
+    """Raw bytes for Number of Frames ended in "invalid literal for int() with base 10" from inside pydicom."""
+    cine = _cine(tmp_path / "cine.dcm", 4)
+    dataset = pydicom.dcmread(cine)
+    from pydicom.dataelem import DataElement
+
+    element = DataElement(dataset["NumberOfFrames"].tag, "OB", b"h\x8f")
+    element.VR = "UN"  # as a scanner's private encoding would carry it
+    dataset["NumberOfFrames"] = element
+    dataset.save_as(cine)
+    with pytest.raises(CosaEdgeError, match=r"cine.dcm has a corrupt header: Number of Frames is not a number \(its "
+                                            r"pixel data holds 4 JPEG frames\); export it again"):
+        DicomImage(cine)
