@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import byte_cases, dicom_cases
-from .outcomes import Ended, Outcome
+from .outcomes import Ended, Outcome, message_faults
 from .runner import ForkRunner, Limits, run_fresh
 
 
@@ -28,6 +28,10 @@ class Kind:
     prepare: Callable[[dict[str, Any], Path, Path, Path], list[str]]
     # recipe -> the frames its data holds, where the recipe leaves that knowable; None otherwise
     frames_in_data: Callable[[dict[str, Any]], int | None] = lambda _recipe: None
+
+
+#: Every output a case may write, always into its own fresh folder.
+OUTPUTS = ("out.mp4", "out.png", "out.jsonl")
 
 
 def _infer(source: str, engine: Path | str, out: str = "out.mp4") -> list[str]:
@@ -89,6 +93,8 @@ def run_case(kind: Kind, recipe: dict[str, Any], folder: Path, scratch: Path, en
     argv = kind.prepare(recipe, folder, scratch, engine)
     ended = runner.run(argv, folder, limits) if runner is not None else run_fresh(argv, folder, limits)
     ended.frames = frames_processed(folder)
+    if ended.outcome is Outcome.CLEAR_ERROR:
+        ended.violations += message_faults(ended.message, OUTPUTS)
     expected = kind.frames_in_data(recipe)
     if ended.outcome is Outcome.RESULT and expected is not None and (ended.frames or 0) < expected:
         stderr = (folder / "stderr.txt").read_text(errors="replace")

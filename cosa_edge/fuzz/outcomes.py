@@ -32,7 +32,15 @@ class Outcome(str, Enum):
 _MEMORY_SIGNS = ("MemoryError", "Unable to allocate", "std::bad_alloc", "Cannot allocate memory",
                  "Insufficient memory", "out of memory", "Failed to allocate")
 _TRACEBACK = "Traceback (most recent call last)"
+#: Python's own wording for a bug: an error line that carries it passes on a library's internals, not the cause.
+_INTERNAL_WORDS = ("not supported between instances", "object has no attribute", "NoneType", "index out of range",
+                   "too many values to unpack", "not enough values to unpack", "invalid literal for",
+                   "object is not subscriptable", "object is not iterable", "unhashable type", "division by zero",
+                   "must be real number", "can't multiply sequence", "unsupported operand")
 _ERROR_LINE = re.compile(r"^Error: (.+)$")
+#: An error about an output that names the source's frame size or rate has found the cause (a source whose
+#: frames no video of that kind holds).
+_FRAME_SIZE = re.compile(r"\d+x\d+ pixels|[\d.e+]+ frames/s")
 
 
 @dataclass
@@ -58,6 +66,20 @@ class Ended:
         record = asdict(self)
         record["outcome"] = self.outcome.value
         return record
+
+
+def message_faults(message: str, outputs: tuple[str, ...] = ()) -> list[str]:
+    """Why a clear error's message does not name the real cause, as far as a machine can tell.
+
+    ``outputs``: the case's output file names. The harness writes them into a fresh, writable folder, so an error
+    that blames one of them (or writing at all) has mistaken the cause, which lies in the input."""
+    faults = []
+    if any(word in message for word in _INTERNAL_WORDS):
+        faults.append(f"the error passes on Python's own wording, not the cause: {message[:160]}")
+    blames_output = "cannot write" in message or any(name in message for name in outputs)
+    if blames_output and not _FRAME_SIZE.search(message):
+        faults.append(f"the error blames an output that is writable; the cause is in the input: {message[:160]}")
+    return faults
 
 
 def _signal_name(number: int) -> str:
