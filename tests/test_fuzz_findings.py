@@ -201,3 +201,21 @@ def test_a_number_of_frames_that_is_no_number_is_named(tmp_path: Path) -> None:
     with pytest.raises(CosaEdgeError, match=r"cine.dcm has a corrupt header: Number of Frames is not a number \(its "
                                             r"pixel data holds 4 JPEG frames\); export it again"):
         DicomImage(cine)
+
+
+@pytest.mark.parametrize(("offset", "value"), [(18, 2**31 - 1), (22, 2**31 - 1), (18, 60000)])
+def test_an_image_header_past_opencvs_limits_is_a_clear_error(offset: int, value: int, tmp_path: Path) -> None:
+    """A BMP whose width or height field says 2^31 - 1: OpenCV asserts (cv2.error reached the user as a
+    traceback) instead of returning None as it does for other damage."""
+    from cosa_edge.data.imageio import read_frame
+
+    image = tmp_path / "scan.bmp"
+    cv2.imwrite(str(image), phantom(0, SHAPE))
+    data = bytearray(image.read_bytes())
+    data[offset:offset + 4] = value.to_bytes(4, "little")
+    if offset == 18 and value == 60000:
+        data[22:26] = (60000).to_bytes(4, "little")  # 60000 x 60000: past the pixel-count limit
+    image.write_bytes(bytes(data))
+    with pytest.raises(CosaEdgeError, match="cannot decode image .*scan.bmp: its header states a size larger than "
+                                            "OpenCV reads"):
+        read_frame(image)

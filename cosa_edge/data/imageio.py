@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import CosaEdgeError
+from ..errors import CosaEdgeError, first_line
 
 
 def to_grey_uint8(image: np.ndarray, what: str = "image") -> np.ndarray:
@@ -39,7 +39,16 @@ def _decode(path: Path) -> np.ndarray:
         raise CosaEdgeError(f"image {path} does not exist")
     # imdecode over imread: imread silently returns None and mangles non-ASCII paths on some platforms.
     data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error as exc:
+        # OpenCV asserts, rather than returning None, on a header whose width, height or pixel count passes its
+        # limits (CV_IO_MAX_IMAGE_WIDTH/HEIGHT/PIXELS): a damaged header, found by fuzzing (docs/fuzzing.md).
+        if "CV_IO_MAX_IMAGE" in str(exc):
+            raise CosaEdgeError(f"cannot decode image {path}: its header states a size larger than OpenCV reads "
+                                "(the file is damaged or not an image); replace or remove it") from None
+        raise CosaEdgeError(f"cannot decode image {path}: OpenCV refused it ({first_line(exc)}); replace or "
+                            "remove it") from None
     if image is None:
         raise CosaEdgeError(f"cannot decode image {path}: the file is empty, truncated or not an image; replace or remove it")
     return image
