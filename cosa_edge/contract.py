@@ -46,6 +46,49 @@ def stack_frames(greys: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack(greys).astype(np.float32)[:, None]
 
 
+#: The JSON type each metadata value must have; the ONNX graph hash leaves metadata out (engines/artifact.py), so
+#: nothing else vouches for it, and a value of another type failed deep in the pipeline with Python's own words
+#: (found by fuzzing, docs/fuzzing.md). Lists hold strings.
+_METADATA_TYPES: dict[str, type] = {
+    "architecture": str, "encoder": str, "input_size": int, "class_names": list, "positive_class": str,
+    "normalisation": dict, "outputs": list, "cosa_edge_version": str, "weights_sha256": str, "training_data": dict,
+    "precision": str, "cosa_op": str, "presence": dict, "calibration": dict, "ood": dict, "quantization": dict,
+    "intended_use": str, "graph_sha256": str, "model_card": str, "contract": str,
+}
+#: Numbers inside the metadata's records that the pipeline computes with: (record, entry) -> lowest value allowed
+#: (exclusive where the tuple says so).
+_METADATA_NUMBERS: dict[tuple[str, str], tuple[float, bool]] = {
+    ("normalisation", "mean"): (float("-inf"), False), ("normalisation", "std"): (0.0, True),
+    ("presence", "min_lesion_share"): (0.0, False), ("calibration", "temperature"): (0.0, True),
+    ("ood", "threshold"): (float("-inf"), False),
+}
+
+
+def _check_metadata_types(decoded: dict[str, Any], source: str) -> None:
+    """A CosaEdgeError naming the first metadata value of the wrong type or range."""
+    def refuse(what: str) -> CosaEdgeError:
+        return CosaEdgeError(f"{source} has unreadable cosa-edge metadata: {what}; export it again with "
+                             "`cosa-edge export`")
+
+    for key, value in decoded.items():
+        expected = _METADATA_TYPES.get(key)
+        if expected is None:
+            continue
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise refuse(f"{key} is {json.dumps(value)[:40]}, not a JSON {expected.__name__}")
+        if expected is list and not all(isinstance(item, str) for item in value):
+            raise refuse(f"{key} must list names")
+    if decoded.get("input_size", 1) < 1:
+        raise refuse(f"input_size is {decoded['input_size']}")
+    for (record, entry), (lowest, exclusive) in _METADATA_NUMBERS.items():
+        value = decoded.get(record, {}).get(entry)
+        if value is None:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+        if not number or value < lowest or (exclusive and value == lowest):
+            raise refuse(f"{record}.{entry} is {json.dumps(value)[:40]}")
+
+
 @dataclass(frozen=True)
 class ModelMetadata:
     architecture: str
@@ -93,6 +136,7 @@ class ModelMetadata:
             decoded = {k: json.loads(v) for k, v in values.items() if k in cls.__dataclass_fields__}
         except json.JSONDecodeError as exc:
             raise CosaEdgeError(f"{source} has unreadable cosa-edge metadata: {exc}") from None
+        _check_metadata_types(decoded, source)
         for key in ("class_names", "outputs"):
             if key in decoded:
                 decoded[key] = tuple(decoded[key])

@@ -8,6 +8,7 @@ the pipeline and its writers. Stand-in: the engine (tests/test_stream.py's FakeE
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -188,18 +189,20 @@ def test_a_frame_rate_no_mp4_holds_names_the_rate(tmp_path: Path) -> None:
     assert _run(cine, tmp_path, out="out.avi")[0] == 3
 
 
-def test_a_number_of_frames_that_is_no_number_is_named(tmp_path: Path) -> None:
-    """Raw bytes for Number of Frames ended in "invalid literal for int() with base 10" from inside pydicom."""
+@pytest.mark.parametrize(("raw", "said"), [(b"h\x8f", r"is not a number \(its pixel data holds 4 JPEG frames\)"),
+                                          (b"\x00 ", "is empty")])
+def test_a_number_of_frames_that_is_no_number_is_named(raw: bytes, said: str, tmp_path: Path) -> None:
+    """Raw bytes for Number of Frames (or none at all) ended in "invalid literal for int() with base 10" from inside
+    pydicom."""
     cine = _cine(tmp_path / "cine.dcm", 4)
     dataset = pydicom.dcmread(cine)
     from pydicom.dataelem import DataElement
 
-    element = DataElement(dataset["NumberOfFrames"].tag, "OB", b"h\x8f")
+    element = DataElement(dataset["NumberOfFrames"].tag, "OB", raw)
     element.VR = "UN"  # as a scanner's private encoding would carry it
     dataset["NumberOfFrames"] = element
     dataset.save_as(cine)
-    with pytest.raises(CosaEdgeError, match=r"cine.dcm has a corrupt header: Number of Frames is not a number \(its "
-                                            r"pixel data holds 4 JPEG frames\); export it again"):
+    with pytest.raises(CosaEdgeError, match=f"cine.dcm has a corrupt header: Number of Frames {said}; export it again"):
         DicomImage(cine)
 
 
@@ -219,3 +222,29 @@ def test_an_image_header_past_opencvs_limits_is_a_clear_error(offset: int, value
     with pytest.raises(CosaEdgeError, match="cannot decode image .*scan.bmp: its header states a size larger than "
                                             "OpenCV reads"):
         read_frame(image)
+
+
+@pytest.mark.parametrize(("key", "value", "said"), [
+    ("presence", '"abc"', 'presence is "abc", not a JSON dict'),
+    ("input_size", "3.5", "input_size is 3.5, not a JSON int"),
+    ("class_names", "5", "class_names is 5, not a JSON list"),
+    ("calibration", '{"temperature": 0}', "calibration.temperature is 0"),
+    ("ood", '{"threshold": "x"}', 'ood.threshold is "x"'),
+])
+def test_engine_metadata_of_the_wrong_type_is_refused_on_load(key: str, value: str, said: str,
+                                                              tmp_path: Path) -> None:
+    """The graph hash leaves the metadata out, so a value of the wrong type passed the check and failed in the
+    pipeline with a traceback ("'str' object has no attribute 'get'", "Can't parse 'dsize'")."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from cosa_edge.engines.onnxruntime_engine import OnnxRuntimeEngine
+    from cosa_edge.fuzz.engine import write_tiny_engine
+
+    path = write_tiny_engine(tmp_path / "engine.onnx")
+    model = onnx.load(str(path))
+    for entry in model.metadata_props:
+        if entry.key == f"cosa_edge.{key}":
+            entry.value = value
+    onnx.save(model, str(path))
+    with pytest.raises(CosaEdgeError, match=f"engine.onnx has unreadable cosa-edge metadata: {re.escape(said)}"):
+        OnnxRuntimeEngine(path)

@@ -211,6 +211,9 @@ def check_pixel_description(dataset: Any, name: str, layout: PixelDataLayout | N
         if keyword not in dataset:
             continue
         values = _raw_values(dataset, keyword)
+        if not values:  # present but empty: pydicom's decoder would fail on it with int('')
+            raise CosaEdgeError(f"{name} has a corrupt header: {label} is empty; export it again from the scanner "
+                                "or PACS")
         if len(values) > 1:
             raise CosaEdgeError(f"{name} has a corrupt header: {label} holds {len(values)} values where DICOM allows "
                                 "one; export it again from the scanner or PACS")
