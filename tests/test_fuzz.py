@@ -120,6 +120,12 @@ def test_seeded_dicom_cases(recipe: dict, runner: ForkRunner, workspace: Path, e
     _check("dicom", recipe, runner, workspace, engine)
 
 
+@settings(SEEDED, max_examples=20)
+@given(recipe=KINDS["dicom_series"].strategy())
+def test_seeded_dicom_series_cases(recipe: dict, runner: ForkRunner, workspace: Path, engine: Path) -> None:
+    _check("dicom_series", recipe, runner, workspace, engine)
+
+
 @settings(SEEDED, max_examples=60)
 @given(recipe=KINDS["video"].strategy())
 def test_seeded_video_cases(recipe: dict, runner: ForkRunner, workspace: Path, engine: Path) -> None:

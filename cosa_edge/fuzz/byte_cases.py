@@ -43,6 +43,12 @@ FIELDS: dict[str, list[tuple[bytes, int, int, str]]] = {
 }
 FIELD_VALUES = (0, 1, 2, 3, 7, 65535, 60000, 2**31 - 1, 2**32 - 1)
 BYTE_OPS = ("flip", "truncate", "insert", "zeros", "field")
+#: Engine metadata (ONNX metadata_props, which the graph hash leaves out: cosa_edge/engines/artifact.py) that a
+#: mutation may replace with a value of the wrong type or range, keeping the graph hash valid.
+METADATA_KEYS = ("input_size", "class_names", "positive_class", "normalisation", "outputs", "precision",
+                 "cosa_op", "presence", "calibration", "ood", "quantization", "graph_sha256", "architecture")
+METADATA_VALUES = ('"abc"', "-1", "0", "1e9", "null", "[]", "{}", "3.5", '"fp64"', '["x"]', '{"threshold": "x"}',
+                   '{"min_lesion_share": -5}', '{"temperature": 0}', "true", '"')
 
 
 def recipes(kinds: tuple[str, ...]) -> Any:
@@ -50,7 +56,13 @@ def recipes(kinds: tuple[str, ...]) -> Any:
     st = require_hypothesis().strategies
     op = st.tuples(st.sampled_from(BYTE_OPS), st.floats(0, 1, allow_nan=False), st.integers(0, 255),
                    st.sampled_from(FIELD_VALUES), st.integers(0, 7))
-    return st.fixed_dictionaries({"base": st.sampled_from(kinds), "ops": st.lists(op, min_size=1, max_size=3)})
+    ops = st.lists(op, min_size=1, max_size=3)
+    if kinds == ENGINES:  # engine files: their metadata changed as a writer would, or their bytes
+        metadata = st.tuples(st.sampled_from(METADATA_KEYS), st.sampled_from(METADATA_VALUES))
+        return st.fixed_dictionaries({"base": st.sampled_from(kinds),
+                                      "ops": st.one_of(ops, st.just([])),
+                                      "metadata": st.lists(metadata, max_size=2)})
+    return st.fixed_dictionaries({"base": st.sampled_from(kinds), "ops": ops})
 
 
 def _phantoms(count: int) -> list[np.ndarray]:
@@ -110,6 +122,19 @@ def mutate(data: bytes, suffix: str, ops: list[Any]) -> bytes:
     return data
 
 
+def _with_metadata(data: bytes, changes: list[Any]) -> bytes:
+    """The engine with metadata values replaced; the graph (and so its recorded hash) stays as it was."""
+    from .._optional import require
+
+    onnx = require("onnx")
+    model = onnx.load_from_string(data)
+    for key, value in changes:
+        for entry in model.metadata_props:
+            if entry.key == f"cosa_edge.{key}":
+                entry.value = value
+    return model.SerializeToString()
+
+
 _BASE_CACHE: dict[str, bytes] = {}
 
 
@@ -118,5 +143,8 @@ def write_byte_case(recipe: dict[str, Any], path: Path, scratch: Path) -> Path:
     suffix = recipe["base"]
     if suffix not in _BASE_CACHE:
         _BASE_CACHE[suffix] = write_base(suffix, Path(scratch) / f"base{suffix}").read_bytes()
-    Path(path).write_bytes(mutate(_BASE_CACHE[suffix], suffix, recipe["ops"]))
+    data = _BASE_CACHE[suffix]
+    if recipe.get("metadata"):
+        data = _with_metadata(data, recipe["metadata"])
+    Path(path).write_bytes(mutate(data, suffix, recipe["ops"]))
     return Path(path)

@@ -61,6 +61,16 @@ def _folder(recipe: dict[str, Any], folder: Path, scratch: Path, engine: Path) -
     return _infer("images", engine)
 
 
+def _dicom_series(recipe: dict[str, Any], folder: Path, scratch: Path, engine: Path) -> list[str]:
+    """A series folder: two sound instances of the same kind around the changed one."""
+    series = folder / "series"
+    series.mkdir()
+    for name in ("a.dcm", "c.dcm"):
+        dicom_cases.write_dicom_case({"base": recipe["base"]}, series / name)
+    dicom_cases.write_dicom_case(recipe, series / "b.dcm")
+    return _infer("series", engine)
+
+
 def _engine(recipe: dict[str, Any], folder: Path, scratch: Path, engine: Path) -> list[str]:
     """A changed engine file on a good image: what the hash check leaves to the parsers."""
     byte_cases.write_byte_case({"base": ".png", "ops": []}, folder / "in.png", scratch)
@@ -70,6 +80,7 @@ def _engine(recipe: dict[str, Any], folder: Path, scratch: Path, engine: Path) -
 
 KINDS: dict[str, Kind] = {
     "dicom": Kind("dicom", dicom_cases.recipes, _dicom, dicom_cases.frames_in_data),
+    "dicom_series": Kind("dicom_series", dicom_cases.recipes, _dicom_series),
     "video": Kind("video", lambda: byte_cases.recipes(byte_cases.VIDEOS), _bytes),
     "image": Kind("image", lambda: byte_cases.recipes(byte_cases.IMAGES), _bytes),
     "folder": Kind("folder", lambda: byte_cases.recipes(byte_cases.IMAGES), _folder),
