@@ -248,3 +248,26 @@ def test_engine_metadata_of_the_wrong_type_is_refused_on_load(key: str, value: s
     onnx.save(model, str(path))
     with pytest.raises(CosaEdgeError, match=f"engine.onnx has unreadable cosa-edge metadata: {re.escape(said)}"):
         OnnxRuntimeEngine(path)
+
+
+def test_a_region_spacing_that_cannot_be_right_is_ignored_and_said(tmp_path: Path) -> None:
+    """Physical Delta X of 5e-324 cm made measuring a lesion's short axis an OverflowError traceback."""
+    from tests.dicom_files import TISSUE
+
+    region = {"box": TISSUE["box"], "delta_cm": (5e-324, 0.01)}
+    cine = write_dicom(tmp_path / "cine.dcm", [phantom(i, (120, 160)) for i in range(3)], regions=[region],
+                       FrameTime="40")
+    processed, notes = _run(cine, tmp_path)
+    assert processed == 3
+    assert any("states a physical spacing of 4.94066e-324 x 0.01 cm a pixel, which cannot be right" in note
+               for note in notes), notes
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()[1:]]
+    assert all(record["pixel_spacing_mm"] is None for record in records)
+
+
+def test_a_pixel_spacing_option_too_small_to_be_real_is_refused() -> None:
+    from cosa_edge.stream.run import parse_pixel_spacing
+
+    with pytest.raises(CosaEdgeError, match="--pixel-spacing '1e-300' must be MM or DY,DX"):
+        parse_pixel_spacing("1e-300")
+    assert parse_pixel_spacing("0.1") == (0.1, 0.1)

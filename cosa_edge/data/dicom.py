@@ -60,6 +60,7 @@ from .dicom_regions import (
     DATA_TISSUE,
     SPATIAL_2D,
     UltrasoundRegion,
+    plausible_spacing,
     regions_and_warnings,
     tissue_region,
     ultrasound_regions,
@@ -111,7 +112,7 @@ class DicomInfo:
 
 def _pixel_spacing(dataset: Any) -> tuple[float, float] | None:
     spacing = tag_numbers(dataset, "PixelSpacing")
-    if not spacing or len(spacing) != 2 or not all(np.isfinite(spacing)) or min(spacing) <= 0:
+    if not spacing or len(spacing) != 2 or not all(np.isfinite(spacing)) or not plausible_spacing(spacing):
         return None
     return (spacing[0], spacing[1])  # DICOM order: row spacing (dy), then column spacing (dx)
 
@@ -123,7 +124,7 @@ def _build_info(dataset: Any, path: Path, layout: PixelDataLayout | None) -> Dic
     rows, columns = believed_frame_size(dataset, layout, path.name, notes)
     frames = believed_frame_count(dataset, layout, notes)
     timing = frame_timing(dataset, frames)
-    regions, region_notes = regions_and_warnings(dataset)
+    regions, region_notes = regions_and_warnings(dataset, (rows, columns))
     syntax = getattr(dataset, "file_meta", None)
     syntax_uid = syntax.get("TransferSyntaxUID") if syntax is not None else None
     return DicomInfo(

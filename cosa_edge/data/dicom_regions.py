@@ -59,7 +59,30 @@ def _region_spacing(item: Any) -> tuple[float, float] | None:
     dx, dy = tag_number(item, "PhysicalDeltaX"), tag_number(item, "PhysicalDeltaY")
     if dx is None or dy is None or not (np.isfinite(dx) and np.isfinite(dy)) or dx == 0 or dy == 0:
         return None
-    return (abs(dy) * 10.0, abs(dx) * 10.0)  # a negative delta states a direction, not a smaller pixel
+    spacing = (abs(dy) * 10.0, abs(dx) * 10.0)  # a negative delta states a direction, not a smaller pixel
+    return spacing if plausible_spacing(spacing) else None
+
+
+#: Millimetres per pixel that an image can have: a spacing outside this range is a damaged value (the fuzzer
+#: found 5e-324 cm, which made a lesion's chord infinitely many steps long), not a calibration.
+PLAUSIBLE_SPACING_MM = (1e-4, 10.0)
+
+
+def plausible_spacing(spacing: tuple[float, float]) -> bool:
+    low, high = PLAUSIBLE_SPACING_MM
+    return all(low <= value <= high for value in spacing)
+
+
+def _spacing_note(item: Any, label: str) -> str | None:
+    """A note where the region states a distance spacing that cannot be right (so sizes stay in pixels)."""
+    units = (tag_integer(item, "PhysicalUnitsXDirection"), tag_integer(item, "PhysicalUnitsYDirection"))
+    dx, dy = tag_number(item, "PhysicalDeltaX"), tag_number(item, "PhysicalDeltaY")
+    if units != (_UNITS_CM, _UNITS_CM) or dx is None or dy is None or _region_spacing(item) is not None:
+        return None
+    if not (np.isfinite(dx) and np.isfinite(dy)) or dx == 0 or dy == 0:
+        return None  # absent in effect, as before: no calibration claimed
+    return (f"{label} states a physical spacing of {abs(dx):g} x {abs(dy):g} cm a pixel, which cannot be right; "
+            "it was ignored, so sizes are not given in mm")
 
 
 def _one_region(index: int, item: Any, rows: int, columns: int) -> tuple[UltrasoundRegion | None, str | None]:
@@ -81,17 +104,20 @@ def _one_region(index: int, item: Any, rows: int, columns: int) -> tuple[Ultraso
     region = UltrasoundRegion(index=index, x=cx0, y=cy0, w=cx1 - cx0 + 1, h=cy1 - cy0 + 1,
                               spatial_format=spatial, data_type=data_type, spacing_mm=_region_spacing(item),
                               clamped=clamped)
-    warning = None
+    warning = _spacing_note(item, label)
     if clamped:
         # Usually an export that resized or cropped the frames but kept the scanner's regions (then the
         # physical spacing may be off as well).
-        warning = (f"{label} reached past the {columns}x{rows} pixel matrix and was clamped to "
-                   f"x {cx0}-{cx1}, y {cy0}-{cy1}")
+        clamp = (f"{label} reached past the {columns}x{rows} pixel matrix and was clamped to "
+                 f"x {cx0}-{cx1}, y {cy0}-{cy1}")
+        warning = f"{warning}; {clamp}" if warning else clamp
     return region, warning
 
 
-def regions_and_warnings(dataset: Any) -> tuple[list[UltrasoundRegion], list[str]]:
-    rows, columns = tag_integer(dataset, "Rows") or 0, tag_integer(dataset, "Columns") or 0
+def regions_and_warnings(dataset: Any, size: tuple[int, int] | None = None) -> tuple[list[UltrasoundRegion], list[str]]:
+    """The regions clamped to the pixel matrix: ``size`` (rows, columns) where the frames' own size was believed
+    over the header's (data/dicom_frames.py), else Rows and Columns."""
+    rows, columns = size or (tag_integer(dataset, "Rows") or 0, tag_integer(dataset, "Columns") or 0)
     regions: list[UltrasoundRegion] = []
     notes: list[str] = []
     for index, item in enumerate(tag_values(dataset, "SequenceOfUltrasoundRegions")):

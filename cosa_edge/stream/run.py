@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import __version__
 from ..contract import INTENDED_USE
+from ..data.dicom_regions import PLAUSIBLE_SPACING_MM
 from ..data.folder import IMAGE_SUFFIXES
 from ..engines.base import Engine
 from ..errors import CosaEdgeError
@@ -52,7 +53,8 @@ def parse_pixel_spacing(text: str | None) -> tuple[float, float] | None:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) not in (1, 2) or not all(0 < v < 10 for v in values):
+    low, high = PLAUSIBLE_SPACING_MM  # a tiny spacing made a lesion's chord infinitely many steps long (fuzzing)
+    if len(values) not in (1, 2) or not all(low <= v <= high for v in values):
         raise CosaEdgeError(f"--pixel-spacing {text!r} must be MM or DY,DX: millimetres per pixel, e.g. 0.1 or "
                             "0.1,0.12")
     return (values[0], values[-1])
