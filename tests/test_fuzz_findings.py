@@ -271,3 +271,17 @@ def test_a_pixel_spacing_option_too_small_to_be_real_is_refused() -> None:
     with pytest.raises(CosaEdgeError, match="--pixel-spacing '1e-300' must be MM or DY,DX"):
         parse_pixel_spacing("1e-300")
     assert parse_pixel_spacing("0.1") == (0.1, 0.1)
+
+
+@pytest.mark.parametrize(("content", "said"), [(b"\xe9mage,label\n", "is not UTF-8 text \\(byte 0xe9 at position 0\\)"),
+                                               (b'image,label\n"' + b"x" * 200_000 + b'",benign\n',
+                                                "is not a readable CSV file \\(field larger than field limit")])
+def test_a_labels_file_that_is_no_utf8_csv_is_named(content: bytes, said: str, tmp_path: Path) -> None:
+    """A labels.csv with one byte changed ended in UnicodeDecodeError's traceback."""
+    from cosa_edge.data.folder import load_folder, write_folder
+    from cosa_edge.data.phantom import make_phantom_dataset
+
+    write_folder(make_phantom_dataset(2, size=SHAPE), tmp_path / "data")
+    (tmp_path / "data" / "labels.csv").write_bytes(content)
+    with pytest.raises(CosaEdgeError, match=f"labels.csv {said}"):
+        load_folder(tmp_path / "data", progress=False)
