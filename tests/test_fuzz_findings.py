@@ -285,3 +285,15 @@ def test_a_labels_file_that_is_no_utf8_csv_is_named(content: bytes, said: str, t
     (tmp_path / "data" / "labels.csv").write_bytes(content)
     with pytest.raises(CosaEdgeError, match=f"labels.csv {said}"):
         load_folder(tmp_path / "data", progress=False)
+
+
+def test_a_labels_row_cut_short_is_named(tmp_path: Path) -> None:
+    """A labels.csv cut in the middle of its last row ended in "'NoneType' object has no attribute 'strip'"."""
+    from cosa_edge.data.folder import load_folder, write_folder
+    from cosa_edge.data.phantom import make_phantom_dataset
+
+    write_folder(make_phantom_dataset(2, size=SHAPE), tmp_path / "data")
+    labels = tmp_path / "data" / "labels.csv"
+    labels.write_text("image,label\nphantom_00000.png,benign\nphantom_00001.p\n")
+    with pytest.raises(CosaEdgeError, match="labels.csv, line 3: no image name or no label"):
+        load_folder(tmp_path / "data", progress=False)

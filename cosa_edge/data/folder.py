@@ -48,7 +48,11 @@ def load_folder(path: Path, progress: bool = True) -> list[Sample]:
         raise CosaEdgeError(f"{labels_path} needs the columns image and label and at least one row")
 
     samples = []
-    for row in progress_bar(rows, desc="reading folder", unit="img", disable=not progress, leave=False):
+    for number, row in enumerate(progress_bar(rows, desc="reading folder", unit="img", disable=not progress,
+                                              leave=False), start=2):
+        if not row.get("image") or row.get("label") is None:  # a line cut short: csv fills what is missing with None
+            raise CosaEdgeError(f"{labels_path}, line {number}: no image name or no label (the line is cut short); "
+                                "give every row an image and a label")
         stem = Path(row["image"]).stem
         image_path = next((root / "images" / (stem + s) for s in TRAINING_IMAGE_SUFFIXES
                            if (root / "images" / (stem + s)).is_file()), None)
