@@ -13,6 +13,7 @@ a case) instead of a child forked from one that has imported the CLI.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import shutil
@@ -48,13 +49,14 @@ def campaign(kind_name: str, cases: int, seed: int, out: Path, engine: Path, run
     messages: Counter[str] = Counter()
     failures: list[dict[str, Any]] = []
     seconds: list[float] = []
+    numbers = itertools.count()
 
     @hypothesis.seed(seed)
     @settings(max_examples=cases, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     @given(recipe=kind.strategy())
     def one(recipe: dict[str, Any]) -> None:
-        case = folder / f"case{sum(outcomes.values()):05d}"
+        case = folder / f"case{next(numbers):05d}"
         ended = run_case(kind, recipe, case, out / "scratch", engine, runner, limits)
         outcomes[ended.outcome.value] += 1
         seconds.append(ended.seconds)

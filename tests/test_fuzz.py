@@ -144,7 +144,13 @@ def test_seeded_folder_cases(recipe: dict, runner: ForkRunner, workspace: Path, 
     _check("folder", recipe, runner, workspace, engine)
 
 
-@settings(SEEDED, max_examples=20)
+@settings(SEEDED, max_examples=10)
+@given(recipe=KINDS["data_spec"].strategy())
+def test_seeded_data_spec_cases(recipe: dict, runner: ForkRunner, workspace: Path, engine: Path) -> None:
+    _check("data_spec", recipe, runner, workspace, engine)
+
+
+@settings(SEEDED, max_examples=30)
 @given(recipe=KINDS["engine"].strategy())
 def test_seeded_engine_file_cases(recipe: dict, runner: ForkRunner, workspace: Path, engine: Path) -> None:
     _check("engine", recipe, runner, workspace, engine)

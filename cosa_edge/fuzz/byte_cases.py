@@ -65,6 +65,31 @@ def recipes(kinds: tuple[str, ...]) -> Any:
     return st.fixed_dictionaries({"base": st.sampled_from(kinds), "ops": ops})
 
 
+#: Files of a data spec's folder (cosa_edge/data/folder.py) a data-spec case may change.
+DATA_SPEC_FILES = ("labels.csv", "images/phantom_00000.png", "masks/phantom_00000.png", "images/phantom_00001.png")
+
+
+def data_spec_recipes() -> Any:
+    """A Hypothesis strategy of changes to one file of a ``folder:`` data spec."""
+    st = require_hypothesis().strategies
+    op = st.tuples(st.sampled_from(BYTE_OPS), st.floats(0, 1, allow_nan=False), st.integers(0, 255),
+                   st.sampled_from(FIELD_VALUES), st.integers(0, 7))
+    return st.fixed_dictionaries({"base": st.just(".png"), "file": st.sampled_from(DATA_SPEC_FILES),
+                                  "ops": st.lists(op, min_size=1, max_size=3)})
+
+
+def write_data_spec_case(recipe: dict[str, Any], folder: Path) -> Path:
+    """A ``folder:`` data spec of three phantoms with one file changed as ``recipe`` says."""
+    from ..data.folder import write_folder
+    from ..data.phantom import make_phantom_dataset
+
+    write_folder(make_phantom_dataset(3, seed=0, size=SHAPE), folder)
+    target = folder / recipe["file"]
+    suffix = target.suffix if target.suffix in FIELDS else ".png"
+    target.write_bytes(mutate(target.read_bytes(), suffix, recipe["ops"]))
+    return folder
+
+
 def _phantoms(count: int) -> list[np.ndarray]:
     return [cv2.cvtColor(make_phantom(seed, size=SHAPE).image, cv2.COLOR_GRAY2BGR) for seed in range(count)]
 

@@ -78,12 +78,20 @@ def _engine(recipe: dict[str, Any], folder: Path, scratch: Path, engine: Path) -
     return _infer("in.png", "engine.onnx", "out.png")
 
 
+def _data_spec(recipe: dict[str, Any], folder: Path, scratch: Path, engine: Path) -> list[str]:
+    """A labelled ``folder:`` data spec with one file changed, scored by `cosa-edge bench --check-data`."""
+    byte_cases.write_data_spec_case(recipe, folder / "data")
+    return ["bench", "--engine", str(engine), "--check-data", "folder:data", "--report", "report", "--warmup", "0",
+            "--iterations", "1", "--rounds", "1", "--overwrite"]
+
+
 KINDS: dict[str, Kind] = {
     "dicom": Kind("dicom", dicom_cases.recipes, _dicom, dicom_cases.frames_in_data),
     "dicom_series": Kind("dicom_series", dicom_cases.recipes, _dicom_series),
     "video": Kind("video", lambda: byte_cases.recipes(byte_cases.VIDEOS), _bytes),
     "image": Kind("image", lambda: byte_cases.recipes(byte_cases.IMAGES), _bytes),
     "folder": Kind("folder", lambda: byte_cases.recipes(byte_cases.IMAGES), _folder),
+    "data_spec": Kind("data_spec", byte_cases.data_spec_recipes, _data_spec),
     "engine": Kind("engine", lambda: byte_cases.recipes(byte_cases.ENGINES), _engine),
 }
 
