@@ -24,8 +24,17 @@ from cosa_edge.backends import open_engine  # noqa: E402
 from cosa_edge.engines.accuracy import compare_to_reference  # noqa: E402
 from cosa_edge.engines.int8 import (SCHEMES, CalibrationImages, calibration_from_file,  # noqa: E402
                                     calibration_from_samples, fp32_kept_nodes, qdq_summary, quantize_int8)
-from cosa_edge.engines.quantized_build import build_int8  # noqa: E402
+from cosa_edge.engines.build import Int8Recipe, build_engine  # noqa: E402
 from cosa_edge.errors import CosaEdgeError  # noqa: E402
+
+
+def build_int8(onnx_path: Path, output: Path, target: str, calibration: CalibrationImages, check: list,
+               check_source: str, method: str, accept_accuracy_loss: bool = False) -> tuple:
+    """An INT8 build through the one build_engine, and its check against the FP32 model."""
+    result = build_engine(onnx_path, output, target=target, precision="int8",
+                          int8=Int8Recipe(calibration, check, check_source, method, accept_accuracy_loss))
+    return result, result.check
+
 
 SIZE = 64
 
