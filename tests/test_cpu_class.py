@@ -24,7 +24,7 @@ pytest.importorskip("onnx")
 from cosa_edge import hardware  # noqa: E402
 from cosa_edge.data.phantom import make_phantom_dataset  # noqa: E402
 from cosa_edge.backends import open_engine  # noqa: E402
-from cosa_edge.engines.accuracy import compare_to_reference  # noqa: E402
+from cosa_edge.evaluation.comparison import compare_to_reference  # noqa: E402
 from cosa_edge.engines.int8 import SCHEMES, calibration_from_samples, quantize_int8  # noqa: E402
 from cosa_edge.engines.build import Int8Recipe, build_engine  # noqa: E402
 from cosa_edge.errors import CosaEdgeWarning  # noqa: E402

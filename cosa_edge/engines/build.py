@@ -17,6 +17,7 @@ from typing import Any
 
 from ..data import Sample
 from ..errors import CosaEdgeError
+from ..evaluation.comparison import Agreement, check_fp16_fidelity
 from .base import BatchRange, BuildOptions, BuildResult
 from .build_steps import (
     TARGETS,
@@ -28,7 +29,6 @@ from .build_steps import (
     standard_ops_copy,
     target_of,
 )
-from .compare import Agreement, check_fp16_fidelity
 from .quantized_build import Int8Recipe, quantize_into
 from .runtimes import ONNXRUNTIME, RUNTIMES, default_target, runtime_for, runtime_named
 

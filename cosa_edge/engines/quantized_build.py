@@ -3,7 +3,7 @@
 1. The FP32 export is quantized to a QDQ graph (:mod:`cosa_edge.engines.int8`), calibrated on
    real images read through the one preprocessing function.
 2. The engine that will run is checked against the FP32 model on held-out images that took part
-   neither in training nor in calibration (:mod:`cosa_edge.engines.accuracy`): class flips by
+   neither in training nor in calibration (:mod:`cosa_edge.evaluation.comparison`): class flips by
    direction, lesion-presence flips, mask agreement, the largest probability difference, and
    each engine's own Dice and accuracy against the ground truth.
 3. Past a limit the build fails with the figures and writes nothing, unless the user accepts the
@@ -27,8 +27,8 @@ from ..data import Sample
 from ..data.sources import data_spec_name, load_dataset
 from ..data.splits import fold_part, parse_split
 from ..errors import CosaEdgeError
+from ..evaluation.comparison import Fidelity, compare_to_reference
 from ..hardware import cpu_class
-from .accuracy import Fidelity, compare_to_reference
 from .artifact import read_verified_onnx, write_model_with_metadata
 from ..contract import ModelMetadata
 from .base import BuildOptions, BuildResult, Runtime
