@@ -24,7 +24,7 @@ DEPLOY_MODULES = ["cosa_edge", "cosa_edge.cli", "cosa_edge.data", "cosa_edge.dat
                   "cosa_edge.engines.openvino_engine", "cosa_edge.bench.scores", "cosa_edge.bench.flops",
                   "cosa_edge.serve.triton_repo", "cosa_edge.serve.triton_preprocess", "cosa_edge.serve.client",
                   "cosa_edge.serve.local_server", "cosa_edge.serve.server_env", "cosa_edge.serve.pytriton_server",
-                  "cosa_edge.bench.load", "cosa_edge.bench.load_report"]
+                  "cosa_edge.bench.load", "cosa_edge.bench.load_report", "cosa_edge.bench.session"]
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "cosa_edge"
 #: The runtime side: what an edge box runs. The contract module is shared by both sides, so it is held to the same rule.
