@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import cv2
@@ -96,8 +97,24 @@ def run_demo(out_dir: Path, data_spec: str = "phantom:160", epochs: int = 12, im
     metrics = score(val_samples, predictions, min_share)
     atomic_write_json(out_dir / "metrics.json", metrics)
 
+    _write_figures(out_dir, val_samples, predictions, min_share)
+    lines = ["# cosa-edge demo\n", f"*{INTENDED_USE}*\n",
+             f"MTL-COSA ({config.model.encoder}, {image_size}x{image_size}) trained from scratch for {epochs} epochs "
+             f"on `{data_spec}` ({len(samples)} images, {len(val_samples)} held out), "
+             f"in {time.perf_counter() - started:.0f} s on {torch_device}.\n",
+             *_score_lines(metrics, payload, data_spec)]
+    if (out_dir / "roc.png").exists():
+        lines.append("![ROC](roc.png)\n")
+    lines += deploy_and_measure(out_dir, run_dir / "best.pt", device, val_samples)
+    report = out_dir / "report.md"
+    atomic_write_text(report, "\n".join(lines))
+    return report
+
+
+def _write_figures(out_dir: Path, samples: list[Sample], predictions: Any, min_share: float) -> None:
+    """overlays.png (six held-out images with truth and prediction) and roc.png where both classes are held out."""
     tiles = [overlay(s, m, p, min_share)
-             for s, m, p in zip(val_samples[:6], predictions.masks or [], predictions.probabilities)]
+             for s, m, p in zip(samples[:6], predictions.masks or [], predictions.probabilities)]
     tiles = [cv2.resize(t, (256, 256)) for t in tiles]
     ok, png = cv2.imencode(".png", np.concatenate(tiles, axis=1))
     if ok:
@@ -107,26 +124,19 @@ def run_demo(out_dir: Path, data_spec: str = "phantom:160", epochs: int = 12, im
         plot_roc({"mtl_cosa": (predictions.labels[lesion], predictions.probabilities[lesion, BENIGN])},
                  out_dir / "roc.png", "ROC (held-out lesion images)")
 
-    tables = build_tables({"mtl_cosa": {"aggregate": aggregate([metrics])}}, data_spec)
-    lines = ["# cosa-edge demo\n", f"*{INTENDED_USE}*\n",
-             f"MTL-COSA ({config.model.encoder}, {image_size}x{image_size}) trained from scratch for {epochs} epochs "
-             f"on `{data_spec}` ({len(samples)} images, {len(val_samples)} held out), "
-             f"in {time.perf_counter() - started:.0f} s on {torch_device}.\n",
-             "Scores on the held-out images (one split, so the ± columns are 0). Segmentation and classification "
+
+def _score_lines(metrics: dict[str, Any], payload: dict[str, Any], data_spec: str) -> list[str]:
+    """The report's scores: what they are, the paper's tables, and the overlays."""
+    lines = ["Scores on the held-out images (one split, so the ± columns are 0). Segmentation and classification "
              "are scored on the images with a lesion; the second table follows the paper's Table 2, where benign "
              "is the positive class; the third counts malignant as positive, as a clinician would. "
              + presence_sentence(metrics, payload) + "\n"]
-    for header, rows in tables.values():
+    for header, rows in build_tables({"mtl_cosa": {"aggregate": aggregate([metrics])}}, data_spec).values():
         lines.append("| " + " | ".join(header) + " |\n|" + "|".join("---" for _ in header) + "|")
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         lines.append("")
     lines.append("![overlays](overlays.png)  \nSky blue: ground truth. Orange: prediction.\n")
-    if (out_dir / "roc.png").exists():
-        lines.append("![ROC](roc.png)\n")
-    lines += deploy_and_measure(out_dir, run_dir / "best.pt", device, val_samples)
-    report = out_dir / "report.md"
-    atomic_write_text(report, "\n".join(lines))
-    return report
+    return lines
 
 
 def deploy_and_measure(out_dir: Path, checkpoint: Path, device: str, parity_samples: list[Sample]) -> list[str]:

@@ -131,3 +131,13 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray, positive: int = BENIGN) ->
 def auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
     """Area under a ROC curve by the trapezoid rule."""
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def class_auc(labels: np.ndarray, class_probabilities: np.ndarray) -> float:
+    """The AUC of (N, 2) class probabilities against ``labels`` (both classes present), the one scorer of AUC.
+
+    Benign is the positive class, as in the paper's Table 2; with probabilities that sum to one the ROC of the
+    malignant class is its mirror image and has the same area.
+    """
+    fpr, tpr, _ = roc_curve(labels, np.asarray(class_probabilities)[:, BENIGN], positive=BENIGN)
+    return auc(fpr, tpr)

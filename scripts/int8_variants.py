@@ -32,7 +32,7 @@ from cosa_edge.contract import stack_frames
 from cosa_edge.data import load_dataset, resize_grey
 from cosa_edge.data.splits import fold_part
 from cosa_edge.backends import open_engine
-from cosa_edge.engines.accuracy import compare_to_reference
+from cosa_edge.evaluation.comparison import compare_to_reference
 from cosa_edge.engines.artifact import write_model_with_metadata
 from cosa_edge.engines.int8 import FP32_SCOPES, fp32_kept_nodes
 from cosa_edge.engines.int8_arithmetic import EXACT_X86_PRODUCTS, QDQ_IN_FLOAT

@@ -12,7 +12,7 @@ import warnings
 
 from cosa_edge.data.phantom import make_phantom_dataset
 from cosa_edge.backends import open_engine
-from cosa_edge.engines.accuracy import compare_to_reference
+from cosa_edge.evaluation.comparison import compare_to_reference
 from cosa_edge.hardware import cpu_class, cpu_features
 
 

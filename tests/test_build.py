@@ -11,7 +11,7 @@ from cosa_edge.data.phantom import make_phantom_dataset
 from cosa_edge.backends import open_engine
 from cosa_edge.engines.build import build_engine
 from cosa_edge.engines.tensorrt_build import precision_mode
-from cosa_edge.engines.compare import check_fp16_fidelity
+from cosa_edge.evaluation.comparison import check_fp16_fidelity
 from cosa_edge.engines.fp16 import convert_to_fp16
 from cosa_edge.errors import CosaEdgeError
 
@@ -100,7 +100,7 @@ def test_an_engine_that_fails_its_check_leaves_the_previous_engine_as_it_was(exp
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Stand-in: the FP16 check is replaced by one that always fails (a real FP16 engine of this model passes it);
     what is real is the build, the CLI's handling of the failure and the files left behind."""
-    import cosa_edge.engines.compare as compare
+    import cosa_edge.engines.build as build
 
     output = tmp_path / "model.fp16.onnx"
     good = CliRunner().invoke(cli, ["build-engine", str(exported_onnx), "-o", str(output), "--target", "onnxruntime",
@@ -114,7 +114,7 @@ def test_an_engine_that_fails_its_check_leaves_the_previous_engine_as_it_was(exp
     def failing_check(*_args: object) -> None:
         raise CosaEdgeError("the FP16 engine strays from FP32 beyond tolerance")
 
-    monkeypatch.setattr(compare, "check_fp16_fidelity", failing_check)
+    monkeypatch.setattr(build, "check_fp16_fidelity", failing_check)
     result = CliRunner().invoke(cli, ["build-engine", str(exported_onnx), "-o", str(output), "--target", "onnxruntime",
                                       "--precision", "fp16", "--overwrite"])
     assert result.exit_code != 0 and "strays" in result.output and "nothing was written" in result.output

@@ -24,9 +24,9 @@ pytest.importorskip("onnx")
 from cosa_edge import hardware  # noqa: E402
 from cosa_edge.data.phantom import make_phantom_dataset  # noqa: E402
 from cosa_edge.backends import open_engine  # noqa: E402
-from cosa_edge.engines.accuracy import compare_to_reference  # noqa: E402
+from cosa_edge.evaluation.comparison import compare_to_reference  # noqa: E402
 from cosa_edge.engines.int8 import SCHEMES, calibration_from_samples, quantize_int8  # noqa: E402
-from cosa_edge.engines.quantized_build import build_int8  # noqa: E402
+from cosa_edge.engines.build import Int8Recipe, build_engine  # noqa: E402
 from cosa_edge.errors import CosaEdgeWarning  # noqa: E402
 
 SIZE = 64
@@ -101,8 +101,9 @@ def test_an_int8_engine_records_the_cpu_class_of_its_check_and_warns_on_another(
     held_out = make_phantom_dataset(16, seed=23, size=(SIZE, SIZE))
     built = {}
     for target in ("onnxruntime", "tensorrt"):
-        built[target], _ = build_int8(exported_onnx, tmp_path / f"{target}.onnx", target, calibration, held_out,
-                                      "phantoms", "minmax", accept_accuracy_loss=True)
+        built[target] = build_engine(exported_onnx, tmp_path / f"{target}.onnx", target=target, precision="int8",
+                                     int8=Int8Recipe(calibration, list(held_out), "phantoms", "minmax",
+                                                     accept_accuracy_loss=True))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # opened on the class it was checked on: no warning
         with open_engine(built["onnxruntime"].engine) as engine:

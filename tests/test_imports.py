@@ -17,19 +17,19 @@ import pytest
 DEPLOY_MODULES = ["cosa_edge", "cosa_edge.cli", "cosa_edge.data", "cosa_edge.data.phantom", "cosa_edge.data.splits",
                   "cosa_edge.metrics", "cosa_edge.kernels.reference", "cosa_edge.config", "cosa_edge.report.tables",
                   "cosa_edge.report.roc", "cosa_edge.contract", "cosa_edge.engines", "cosa_edge.engines.build",
-                  "cosa_edge.engines.compare", "cosa_edge.engines.fp16", "cosa_edge.stream.run",
+                  "cosa_edge.evaluation", "cosa_edge.evaluation.comparison", "cosa_edge.engines.fp16", "cosa_edge.stream.run",
                   "cosa_edge.stream.pipeline", "cosa_edge.bench.runner", "cosa_edge.bench.report", "cosa_edge.kernels.cuda",
                   "cosa_edge.engines.onnxruntime_engine", "cosa_edge.engines.tensorrt_engine", "cosa_edge.backends",
-                  "cosa_edge.engines.int8", "cosa_edge.engines.accuracy", "cosa_edge.engines.quantized_build",
+                  "cosa_edge.engines.int8", "cosa_edge.evaluation.accuracy", "cosa_edge.engines.quantized_build",
                   "cosa_edge.engines.openvino_engine", "cosa_edge.bench.scores", "cosa_edge.bench.flops",
                   "cosa_edge.serve.triton_repo", "cosa_edge.serve.triton_preprocess", "cosa_edge.serve.client",
                   "cosa_edge.serve.local_server", "cosa_edge.serve.server_env", "cosa_edge.serve.pytriton_server",
-                  "cosa_edge.bench.load", "cosa_edge.bench.load_report", "cosa_edge.fuzz.runner",
-                  "cosa_edge.fuzz.outcomes", "cosa_edge.fuzz.cases"]
+                  "cosa_edge.bench.load", "cosa_edge.bench.load_report", "cosa_edge.bench.session",
+                  "cosa_edge.fuzz.runner", "cosa_edge.fuzz.outcomes", "cosa_edge.fuzz.cases"]
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "cosa_edge"
 #: The runtime side: what an edge box runs. The contract module is shared by both sides, so it is held to the same rule.
-RUNTIME_SIDE = ["engines", "stream", "bench", "data", "serve", "contract.py"]
+RUNTIME_SIDE = ["engines", "evaluation", "stream", "bench", "data", "serve", "contract.py"]
 #: The training side, and cosa_edge.backends, which sits above both sides and reaches into export for .pt files.
 FORBIDDEN = ("cosa_edge.export", "cosa_edge.train", "cosa_edge.model", "cosa_edge.backends")
 #: Calls that import a module named by a string: a lazy import by another route.

@@ -21,11 +21,20 @@ from cosa_edge.contract import CLASS_OUTPUT, LESION_OUTPUT, OOD_OUTPUT, stack_fr
 from cosa_edge.data import resize_grey  # noqa: E402
 from cosa_edge.data.phantom import make_phantom_dataset  # noqa: E402
 from cosa_edge.backends import open_engine  # noqa: E402
-from cosa_edge.engines.accuracy import compare_to_reference  # noqa: E402
+from cosa_edge.evaluation.comparison import compare_to_reference  # noqa: E402
 from cosa_edge.engines.int8 import (SCHEMES, CalibrationImages, calibration_from_file,  # noqa: E402
                                     calibration_from_samples, fp32_kept_nodes, qdq_summary, quantize_int8)
-from cosa_edge.engines.quantized_build import build_int8  # noqa: E402
+from cosa_edge.engines.build import Int8Recipe, build_engine  # noqa: E402
 from cosa_edge.errors import CosaEdgeError  # noqa: E402
+
+
+def build_int8(onnx_path: Path, output: Path, target: str, calibration: CalibrationImages, check: list,
+               check_source: str, method: str, accept_accuracy_loss: bool = False) -> tuple:
+    """An INT8 build through the one build_engine, and its check against the FP32 model."""
+    result = build_engine(onnx_path, output, target=target, precision="int8",
+                          int8=Int8Recipe(calibration, check, check_source, method, accept_accuracy_loss))
+    return result, result.check
+
 
 SIZE = 64
 
@@ -130,13 +139,14 @@ def test_a_deliberately_bad_calibration_fails_the_build_and_writes_nothing(expor
 
 
 def test_flips_are_counted_by_direction(exported_onnx: Path, held_out: list) -> None:
-    from cosa_edge.engines.accuracy import EngineOutputs, compare_outputs
+    from cosa_edge.evaluation.comparison import compare_outputs
+    from cosa_edge.evaluation.outputs import EngineOutputs
 
     classes = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]], np.float32)
     flipped = classes[:, ::-1].copy()
     flipped[3] = classes[3]  # the last stays benign
     changes = compare_outputs(EngineOutputs(None, classes), EngineOutputs(None, flipped), None)
-    assert changes["class_flips"] == {"benign_to_malignant": 1, "malignant_to_benign": 2}
+    assert changes.class_flips == {"benign_to_malignant": 1, "malignant_to_benign": 2} and changes.same_class == 0.25
 
 
 def test_bad_calibration_input_gives_one_clear_message(exported_onnx: Path, int8_models: dict, tmp_path: Path,

@@ -89,3 +89,29 @@ def test_auc_counts_ties_as_half() -> None:
     labels = np.array([BENIGN, MALIGNANT])
     fpr, tpr, _ = roc_curve(labels, np.array([0.5, 0.5]), positive=BENIGN)
     assert auc(fpr, tpr) == pytest.approx(0.5)
+
+
+def test_the_one_auc_scorer_gives_the_malignant_class_the_same_area() -> None:
+    """class_auc takes benign as positive (the paper's Table 2); the engines' scorer used to take malignant: the
+    two must agree wherever the probabilities sum to one, ties included."""
+    from cosa_edge.metrics import class_auc
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 200)
+    malignant = np.round(rng.random(200) * 0.6 + 0.4 * labels, 1).astype(np.float32)  # rounded: many ties
+    probabilities = np.stack([1.0 - malignant, malignant], axis=1)
+    fpr, tpr, _ = roc_curve(labels, malignant, positive=MALIGNANT)
+    assert class_auc(labels, probabilities) == pytest.approx(auc(fpr, tpr), abs=1e-12)
+    assert 0.7 < class_auc(labels, probabilities) < 1.0  # informative scores, so a swapped class would show (1 - AUC)
+    assert class_auc(labels, probabilities[:, ::-1]) == pytest.approx(1 - auc(fpr, tpr), abs=1e-12)
+
+
+def test_the_mask_at_source_size_is_bilinear_then_thresholded() -> None:
+    from cosa_edge.evaluation.masks import mask_at_size, probability_at_size
+
+    probability = np.array([[0.0, 1.0], [0.0, 1.0]], np.float32)
+    wide = probability_at_size(probability, (2, 8))
+    assert wide.shape == (2, 8) and wide.dtype == np.float32
+    assert np.all(np.diff(wide[0]) >= 0) and 0.0 < wide[0, 3] < 1.0  # interpolated, not nearest
+    assert mask_at_size(probability, (2, 8))[0].tolist() == (wide[0] > 0.5).tolist()
+    assert mask_at_size(probability, (2, 8))[0].sum() == 4  # the right half

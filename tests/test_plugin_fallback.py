@@ -78,7 +78,7 @@ def test_a_model_without_the_plugin_is_left_alone(exported_onnx: Path) -> None:
 def test_a_rewritten_plugin_export_matches_the_standard_export(trained_checkpoint: Path, exported_onnx: Path,
                                                                tmp_path: Path) -> None:
     from cosa_edge.data.phantom import make_phantom_dataset
-    from cosa_edge.engines.compare import frames_of
+    from cosa_edge.evaluation.outputs import frames_of
     from cosa_edge.export.onnx_export import export_onnx
 
     export_onnx(trained_checkpoint, tmp_path / "plugin.onnx", cosa_op="plugin")
@@ -96,7 +96,7 @@ def test_build_engine_for_onnxruntime_runs_a_plugin_export(trained_checkpoint: P
     from cosa_edge.backends import open_engine
     from cosa_edge.data.phantom import make_phantom_dataset
     from cosa_edge.engines.build import build_engine
-    from cosa_edge.engines.compare import check_fp16_fidelity
+    from cosa_edge.evaluation.comparison import check_fp16_fidelity
     from cosa_edge.export.onnx_export import export_onnx
 
     export_onnx(trained_checkpoint, tmp_path / "plugin.onnx", cosa_op="plugin")
@@ -112,7 +112,8 @@ def test_build_engine_for_onnxruntime_runs_a_plugin_export(trained_checkpoint: P
 def test_the_onnxruntime_engine_opens_a_plugin_export_directly(trained_checkpoint: Path, exported_onnx: Path,
                                                                 tmp_path: Path) -> None:
     from cosa_edge.data.phantom import make_phantom_dataset
-    from cosa_edge.engines.compare import compare_engines, frames_of
+    from cosa_edge.evaluation.comparison import compare_engines
+    from cosa_edge.evaluation.outputs import frames_of
     from cosa_edge.engines.onnxruntime_engine import OnnxRuntimeEngine
     from cosa_edge.export.onnx_export import export_onnx
 

@@ -11,7 +11,7 @@ from cosa_edge.data.phantom import make_phantom_dataset
 from cosa_edge.backends import open_engine
 from cosa_edge.engines.build import BatchRange, build_engine
 from cosa_edge.errors import CosaEdgeError
-from cosa_edge.engines.compare import check_fp16_fidelity
+from cosa_edge.evaluation.comparison import check_fp16_fidelity
 
 pytestmark = [pytest.mark.trt, pytest.mark.gpu]
 

@@ -1,7 +1,7 @@
 """Accuracy beside latency: every benchmarked engine scored on the same labelled images.
 
 Each engine gets ``dice``, ``miou``, ``acc``, ``auc`` and ``images`` against the ground truth
-(:func:`cosa_edge.engines.accuracy.accuracy_of`), and, where an FP32 engine of the same model was
+(:func:`cosa_edge.evaluation.accuracy.accuracy_of`), and, where an FP32 engine of the same model was
 measured in the same run, its agreement with the first such engine: class flips by direction, lesion
 presence flips and mask agreement, the figures that an average Dice or accuracy can hide.
 """
@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Sample
-from ..engines.accuracy import accuracy_of, compare_outputs, run_engine
+from ..evaluation.accuracy import accuracy_of
+from ..evaluation.comparison import compare_outputs
+from ..evaluation.outputs import run_engine
 from ..engines.base import Engine
 from .flops import gflop_per_image
 from .runner import BenchResult
@@ -43,7 +45,7 @@ def score_engines(engines: list[Engine], samples: list[Sample]) -> dict[int, dic
         if reference is not None and engine is not reference:
             agreement = compare_outputs(outputs[id(reference)], outputs[id(engine)],
                                         reference.metadata.presence.get("min_lesion_share"))
-            entry["agreement"] = {"reference": Path(reference.path).name, **agreement}
+            entry["agreement"] = {"reference": Path(reference.path).name, **agreement.changes()}
         scored[id(engine)] = entry
     return scored
 

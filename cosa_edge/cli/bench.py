@@ -60,19 +60,12 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
     --duration seconds each (default 10), throughput and latency percentiles, every request counted
     as answered or failed; with --engine, the served engine is also measured alone for the ratio.
     """
-    from contextlib import ExitStack
-
     from ..backends import open_engine
-    from ..bench.scores import attach_accuracy
-    from ..bench.report import write_report
-    from ..bench.runner import attach_ratios, bench_engines, bench_pipeline
-    from ..data import load_dataset
-    from ..bench.system import system_info
-    from ..data.splits import fold_part, parse_split
-
     from ..bench.load_report import LOAD_REPORT_FILES
     from ..bench.report import REPORT_FILES
+    from ..bench.session import LocalBench, ServerBench, parse_batch_sizes, run_local_bench, run_server_bench
     from ..data.sources import data_spec_folder
+    from ..data.splits import parse_split
     from ..engines import engine_files
     from ..outputs import existing_path, guard_outputs
 
@@ -90,78 +83,16 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
             raise CosaEdgeError("--server load-tests a server; --baseline, --video and --check-data are for local engines")
         if len(engines) > 1:
             raise CosaEdgeError("with --server, --engine names the one served engine (measured locally for comparison)")
-        _bench_server(server, model_name, concurrency, Path(tls_ca) if tls_ca else None, engines[0] if engines else None,
-                      Path(report_dir), duration or 10.0, warmup, iterations, threads)
-        return
-    if not engines:
-        raise CosaEdgeError("give --engine (one or more engines to measure) or --server (a Triton server to load-test)")
-
-    try:
-        batch_sizes = sorted({int(b) for b in batches.split(",")})
-    except ValueError:
-        raise CosaEdgeError(f"--batch {batches!r} must list integers, e.g. 1,4,8") from None
-    if min(batch_sizes) < 1:
-        raise CosaEdgeError("batch sizes must be at least 1")
-
-    with ExitStack() as stack:
-        opened = [stack.enter_context(open_engine(baseline, backend=TORCH.name, threads=threads))] if baseline else []
-        opened += [stack.enter_context(open_engine(path, threads=threads)) for path in engines]
-        results = bench_engines(opened, batch_sizes, warmup, iterations, duration, rounds=rounds)
-        samples = None
-        if check_data:  # scored after timing: scoring would otherwise warm one engine's caches before another's
-            samples = load_dataset(check_data, progress=False, phantom_size=opened[0].input_size,
-                                   include_normal=check_data.startswith("busi:"))
-            if split:
-                samples = fold_part(samples, *parse_split(split), "test")
-        attach_accuracy(results, opened, samples)
-        baseline_results = [r for r in results if r.engine == str(opened[0].path) and r.backend == opened[0].backend]
-        pipeline = None
-        if video:
-            measured = opened[1] if baseline else opened[0]
-            pipeline = bench_pipeline(measured, video, batch_size=batch_sizes[0], rounds=rounds,
-                                      annotated_video=annotated_video)
-    attach_ratios(results, baseline_results)
-    method = {"warmup": warmup, "iterations": None if duration else iterations, "duration": duration,
-              "rounds": rounds if len(opened) > 1 else 1, "batch_sizes": batch_sizes, "threads": threads}
-    files = write_report(results, Path(report_dir), system_info(), pipeline, method=method,
-                         baseline_name=Path(baseline).name + " (PyTorch eager FP32)" if baseline else Path(results[0].engine).name)
-    click.echo((Path(report_dir) / "report.md").read_text().split("![latency]")[0])
+        files = run_server_bench(ServerBench(server, model_name, Path(report_dir), concurrency,
+                                             Path(tls_ca) if tls_ca else None, engines[0] if engines else None,
+                                             duration or 10.0, warmup, iterations, threads), open_engine)
+        click.echo((Path(report_dir) / "report.md").read_text().split("![throughput]")[0])
+    else:
+        if not engines:
+            raise CosaEdgeError("give --engine (one or more engines to measure) or --server (a Triton server to "
+                                "load-test)")
+        plan = LocalBench(engines, Path(report_dir), parse_batch_sizes(batches), baseline, TORCH.name, warmup,
+                          iterations, duration, rounds, threads, video, annotated_video, check_data, split)
+        files = run_local_bench(plan, open_engine)
+        click.echo((Path(report_dir) / "report.md").read_text().split("![latency]")[0])
     click.echo("wrote " + ", ".join(str(f) for f in files))
-
-
-def _bench_server(server: str, model_name: str, concurrency: str, tls_ca: Path | None, engine_path: str | None,
-                  report_dir: Path, duration: float, warmup: int, iterations: int, threads: int | None) -> None:
-    """`bench --server`: the load test (bench/load.py), beside the served engine measured locally."""
-    from ..backends import open_engine
-    from ..bench.load import WARMUP_S, load_test, parse_concurrency
-    from ..bench.load_report import write_load_report
-    from ..bench.runner import bench_engines, bench_frames
-    from ..bench.system import system_info
-    from ..contract import stack_frames
-    from ..data import resize_grey
-    from ..serve.client import TritonServerEngine
-
-    from contextlib import ExitStack
-
-    levels = parse_concurrency(concurrency)
-    with ExitStack() as stack:
-        remote = stack.enter_context(TritonServerEngine(server, model_name, tls_ca))
-        engine = None
-        if engine_path:
-            engine = stack.enter_context(open_engine(engine_path, threads=threads))
-            if engine.metadata.graph_sha256 != remote.metadata.graph_sha256:
-                raise CosaEdgeError(f"{Path(engine_path).name} is not the engine the server serves (their graph hashes "
-                                    "differ); give the served engine, or leave out --engine")
-        frames = stack_frames([resize_grey(f, remote.input_size) for f in bench_frames(16)])
-        load = load_test(remote, frames, levels, duration_s=duration)
-        described = {"address": remote.address, "model": remote.model, "description": remote.describe(),
-                     "max_batch_size": remote.max_batch_size}
-        # After the load, so that the server is idle while the engine runs alone.
-        local = bench_engines([engine], sorted({1, max(1, remote.max_batch_size)}), warmup, iterations) \
-            if engine else []
-    method = {"duration": duration, "warmup": WARMUP_S, "concurrency": levels, "closed_loop": True,
-              "frames_per_request": 1, "local_engine": {"warmup": warmup, "iterations": iterations} if local else None}
-    files = write_load_report(load, local, report_dir, described, system_info(), method)
-    click.echo((report_dir / "report.md").read_text().split("![throughput]")[0])
-    click.echo("wrote " + ", ".join(str(f) for f in files))
-

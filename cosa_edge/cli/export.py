@@ -109,74 +109,63 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     -o NAME.onnx writes the symmetric QDQ model that TensorRT builds from (checked here in ONNX
     Runtime); build the plan from it on the GPU machine with --target tensorrt --precision int8.
     """
-    from ..data import load_dataset
     from ..data.sources import data_spec_folder
-    from ..backends import open_engine
-    from ..engines import RUNTIMES, engine_files
     from ..data.splits import parse_split
-    from ..engines.build import BatchRange, build_engine, describe, read_onnx_metadata
-    from ..engines.compare import check_fp16_fidelity
-    from ..engines.runtimes import ONNXRUNTIME, default_target
+    from ..engines import RUNTIMES, engine_files
+    from ..engines.runtimes import default_target
     from ..outputs import guard_outputs
 
     runtime = RUNTIMES[target or default_target()]
-    target = runtime.name
     calib_file = calib_data if calib_data and calib_data.lower().endswith(".npy") else None
     guard_outputs({"ONNX_MODEL": onnx_model, "--calib-data": calib_file or data_spec_folder(calib_data),
                    "--check-data": data_spec_folder(check_data), "--split": parse_split(split)[0] if split else None},
                   {"-o": engine_files(output), "--timing-cache": (timing_cache or runtime.timing_cache_for(Path(output)))
                    if runtime.timing_cache else None},
                   overwrite=overwrite, updated=("--timing-cache",))
+    from ..engines.build import BatchRange, build_engine, describe
+
     precision = precision or runtime.default_precision
-    batch_range = BatchRange.parse(batch)
-    cache = Path(timing_cache) if timing_cache else None
-    source = read_onnx_metadata(Path(onnx_model))
-    if precision == "int8" and source.precision == "fp32":
-        _build_int8(Path(onnx_model), Path(output), target, check_data, calib_data, calib_count, calib_method, split,
-                    accept_accuracy_loss, batch_range, workspace, cache)
-        return
-    if calib_data or split or accept_accuracy_loss:
-        raise CosaEdgeError("--calib-data, --split and --accept-accuracy-loss are for --precision int8")
-    check_data = check_data or "phantom:8"
-    samples = None  # read before the build: a mistyped --check-data should not cost a build
-    if check_data != "none" and precision != "int8":  # an INT8 QDQ source was checked when it was written
-        samples = load_dataset(check_data, progress=False, phantom_size=source.input_size)
-
-    def check(engine_path: Path) -> Any:
-        """Against the FP32 model, before the engine replaces anything at --output."""
-        try:
-            with open_engine(onnx_model, backend=ONNXRUNTIME.name) as reference, open_engine(engine_path) as engine:
-                return check_fp16_fidelity(reference, engine, samples)
-        except CosaEdgeError as error:
-            kept = f"; {output} is as it was" if Path(output).exists() else ""
-            raise CosaEdgeError(f"{error}; nothing was written{kept}") from None
-
-    result = build_engine(Path(onnx_model), Path(output), target=target, precision=precision, batch=batch_range,
-                          workspace_gib=workspace, timing_cache=cache, check=check if samples is not None else None)
+    int8, check = _int8_recipe_or_check(Path(onnx_model), precision, check_data, calib_data, calib_count,
+                                        calib_method, split, accept_accuracy_loss)
+    result = build_engine(Path(onnx_model), Path(output), target=runtime.name, precision=precision,
+                          batch=BatchRange.parse(batch), workspace_gib=workspace,
+                          timing_cache=Path(timing_cache) if timing_cache else None, check=check, int8=int8)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(describe(result))
-    if result.check is not None:
+    if int8 is not None:
+        _echo_int8_check(result.check)
+    elif result.check is not None:
         agreement = result.check
         click.echo(f"{precision} engine against the FP32 model on {agreement.images} images: max probability "
                    f"difference {agreement.max_probability_difference:.2e}, mask Dice agreement "
                    f"{agreement.mask_dice_agreement:.4f}, same class on {agreement.same_class:.0%}")
 
 
-def _build_int8(onnx_model: Path, output: Path, target: str, check_data: str | None, calib_data: str | None,
-                calib_count: int, calib_method: str, split: str | None, accept_accuracy_loss: bool,
-                batch: Any, workspace: float, timing_cache: Path | None) -> None:
-    from ..engines.build import describe, read_onnx_metadata
-    from ..engines.quantized_build import build_int8, select_int8_images
+def _int8_recipe_or_check(onnx_model: Path, precision: str, check_data: str | None, calib_data: str | None,
+                          calib_count: int, calib_method: str, split: str | None,
+                          accept_accuracy_loss: bool) -> tuple[Any, Any]:
+    """build-engine's images: an INT8 build's calibration and check images, or the images another build is checked
+    on against the FP32 model (read before the build: a mistyped data spec should not cost a build)."""
+    from ..data import load_dataset
+    from ..engines.build import Int8Recipe, against_fp32, read_onnx_metadata
+    from ..engines.quantized_build import select_int8_images
 
-    images = select_int8_images(calib_data, calib_count, check_data, split, read_onnx_metadata(onnx_model).input_size)
-    if images.note:
-        click.echo(f"note: {images.note}", err=True)
-    result, fidelity = build_int8(onnx_model, output, target, images.calibration, images.check, images.check_source,
-                                  calib_method, accept_accuracy_loss, batch, workspace, timing_cache)
-    for note in result.notes:
-        click.echo(f"note: {note}", err=True)
-    click.echo(describe(result))
+    source = read_onnx_metadata(onnx_model)
+    if precision == "int8" and source.precision == "fp32":
+        images = select_int8_images(calib_data, calib_count, check_data, split, source.input_size)
+        if images.note:
+            click.echo(f"note: {images.note}", err=True)
+        return Int8Recipe.from_images(images, calib_method, accept_accuracy_loss), None
+    if calib_data or split or accept_accuracy_loss:
+        raise CosaEdgeError("--calib-data, --split and --accept-accuracy-loss are for --precision int8")
+    check_data = check_data or "phantom:8"
+    if check_data == "none" or precision == "int8":  # an INT8 QDQ source was checked when it was written
+        return None, None
+    return None, against_fp32(onnx_model, load_dataset(check_data, progress=False, phantom_size=source.input_size))
+
+
+def _echo_int8_check(fidelity: Any) -> None:
     flips = fidelity.class_flips
     click.echo(f"int8 engine against the FP32 model on {fidelity.images} held-out images: "
                f"{flips['malignant_to_benign']} malignant->benign and {flips['benign_to_malignant']} benign->malignant "

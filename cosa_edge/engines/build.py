@@ -1,146 +1,84 @@
 """`cosa-edge build-engine`: an exported ONNX model -> an engine for one runtime, checked before it replaces
 anything.
 
-How each runtime builds is its own module's (``build`` of its :class:`~.base.Runtime` record): ONNX Runtime
-optimises the graph offline (FP32, or FP16 with the FP32 islands of :mod:`.fp16`), OpenVINO converts to IR with a
-sidecar, TensorRT serializes a plan for this GPU. This module holds what every build shares: the source is
-verified and its metadata read, a plugin export is rewritten in standard ops where the runtime cannot run the
-plugin, the engine is built and checked in a staging folder and only then moved into place with its sidecars.
-INT8 engines are calibrated first: :mod:`.quantized_build`.
+:func:`build_engine` is the one way every engine is built, whatever its runtime and precision: built in a staging
+folder beside the destination, checked there, and only then moved into place with its sidecars, so that a build
+or a check that fails leaves whatever was at the destination as it was. How each runtime builds is its own
+module's (``build`` of its :class:`~.base.Runtime` record); the steps every build shares are in
+:mod:`.build_steps`; INT8 engines are calibrated and checked by :mod:`.quantized_build` inside the same staging.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._optional import require
-from ..contract import ModelMetadata
+from ..data import Sample
 from ..errors import CosaEdgeError
-from .artifact import read_verified_onnx, write_model_with_metadata
-from .base import BatchRange, BuildOptions, BuildResult, Runtime
-from .plugin_fallback import replace_plugin_nodes
-from .runtimes import RUNTIMES, TENSORRT, default_target, runtime_named
-from .tensorrt_engine import missing_modules as missing_tensorrt_modules
+from ..evaluation.comparison import Agreement, check_fp16_fidelity
+from .base import BatchRange, BuildOptions, BuildResult
+from .build_steps import (
+    TARGETS,
+    build_into,
+    install_engine,
+    plugin_unavailable,
+    read_onnx_metadata,
+    staged,
+    standard_ops_copy,
+    target_of,
+)
+from .quantized_build import Int8Recipe, quantize_into
+from .runtimes import ONNXRUNTIME, RUNTIMES, default_target, runtime_for, runtime_named
 
-#: The runtimes build-engine can build for.
-TARGETS = tuple(name for name, runtime in RUNTIMES.items() if runtime.build is not None)
-
-def read_onnx_metadata(path: Path) -> ModelMetadata:
-    onnx = require("onnx")
-    if not Path(path).is_file():
-        raise CosaEdgeError(f"ONNX model {path} does not exist")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends for a corrupt file
-        raise CosaEdgeError(f"{path} is not a readable ONNX model ({type(exc).__name__}); export it again") from None
-    return ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, str(path))
-
-
-@contextlib.contextmanager
-def staged(output: Path) -> Iterator[Path]:
-    """A path with ``output``'s name in a temporary folder beside it: build and check there, then
-    :func:`install_engine`. The folder goes whatever happens, and with it any engine that was not installed."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as tmp:
-        yield Path(tmp) / output.name
-
-
-def install_engine(staged_engine: Path, output: Path) -> None:
-    """Move a built and checked engine into place with its sidecars, by renames within one folder.
-
-    The sidecars go first and the engine last: a reader never finds a new engine without its sidecar, and one
-    that finds the new sidecar beside the previous engine refuses it (the recorded hash differs) rather than
-    running it with another engine's metadata.
-    """
-    from .runtimes import engine_files
-
-    pairs = list(zip(engine_files(staged_engine), engine_files(output)))
-    for source, destination in pairs[1:] + pairs[:1]:
-        if source.exists():
-            os.replace(source, destination)
+__all__ = [
+    "TARGETS", "BatchRange", "BuildResult", "Int8Recipe", "against_fp32", "build_engine", "describe",
+    "plugin_unavailable", "read_onnx_metadata", "standard_ops_copy", "target_of",
+]
 
 
 def build_engine(onnx_path: Path, output: Path, target: str | None = None, precision: str = "fp16",
                  batch: BatchRange = BatchRange(), workspace_gib: float = 2.0, timing_cache: Path | None = None,
-                 check: Callable[[Path], Any] | None = None) -> BuildResult:
-    """An FP32 or FP16 engine from the FP32 export; or a TensorRT plan from a TensorRT-ready INT8 QDQ ONNX (one
-    that ``cosa-edge build-engine --target tensorrt --precision int8 -o NAME.onnx`` wrote and checked).
+                 check: Callable[[Path], Any] | None = None, int8: Int8Recipe | None = None) -> BuildResult:
+    """An engine for ``target`` (default: TensorRT where installed, else ONNX Runtime) from the FP32 export.
 
-    The engine is built beside ``output`` and moved into place only once built and, where ``check`` is given,
-    once ``check(engine_path)`` has returned (what it returns is the result's ``check``); a build or a check that
-    fails raises and leaves whatever was at ``output`` as it was.
-
-    Other INT8 engines are built, calibrated and checked by :func:`cosa_edge.engines.quantized_build.build_int8`.
+    FP32 and FP16 engines are built from the FP32 export; a TensorRT plan also from a TensorRT-ready INT8 QDQ graph
+    (one this function wrote with ``-o NAME.onnx``); an INT8 engine from the FP32 export with ``int8``, the images it
+    is calibrated on and checked on (it fails, writing nothing, where it strays from the FP32 model, unless the
+    recipe accepts the loss). ``check(engine_path)``, where given, runs on the staged engine before it is moved into
+    place; what it returns (or, for INT8, the check against the FP32 model) is the result's ``check``.
     """
     output = Path(output)
-    runtime = runtime_named(target or default_target(), {n: RUNTIMES[n] for n in TARGETS})
+    runtime = runtime_named(target or default_target(), {name: RUNTIMES[name] for name in TARGETS})
+    if int8 is not None and precision != "int8":
+        raise CosaEdgeError(f"calibration images are for INT8 engines, not {precision}; use --precision int8")
     options = BuildOptions(batch, workspace_gib, timing_cache or runtime.timing_cache_for(output))
     with staged(output) as staged_engine:
-        result = _build(Path(onnx_path), staged_engine, runtime, precision, options)
-        verdict = check(staged_engine) if check else None
+        if int8 is not None:
+            result = quantize_into(Path(onnx_path), staged_engine, output, runtime, int8, options)
+        else:
+            result = build_into(Path(onnx_path), staged_engine, runtime, precision, options)
+        verdict = result.check
+        if check is not None:
+            try:
+                verdict = check(staged_engine)
+            except CosaEdgeError as error:
+                kept = f"; {output} is as it was" if output.exists() else ""
+                raise CosaEdgeError(f"{error}; nothing was written{kept}") from None
         install_engine(staged_engine, output)
     return BuildResult(output, result.target, result.precision, result.details, result.notes, verdict)
 
 
-def _build(onnx_path: Path, output: Path, runtime: Runtime, precision: str, options: BuildOptions) -> BuildResult:
-    assert runtime.build is not None  # TARGETS holds only runtimes with a builder
-    if runtime is TENSORRT and (missing := missing_tensorrt_modules()):
-        raise CosaEdgeError(f"TensorRT engines need {' and '.join(missing)}, which this machine lacks; on an NVIDIA "
-                            "GPU machine: pip install 'cosa-edge[tensorrt]' (or use --target onnxruntime)")
-    metadata = read_onnx_metadata(onnx_path)
-    read_verified_onnx(onnx_path)  # a changed export is refused before anything is built from it
-    if runtime is TENSORRT and metadata.precision == "int8" and precision == "int8":
-        if target_of(metadata) != runtime.int8_scheme:
-            raise CosaEdgeError(f"{onnx_path} is quantized for {target_of(metadata)}, not for TensorRT (which needs "
-                                f"symmetric INT8); build from the FP32 export with --target {TENSORRT.name} --precision int8")
-        return runtime.build(onnx_path, output, precision, metadata, options)
-    if precision == "int8" and metadata.precision == "fp32":
-        raise CosaEdgeError("INT8 engines are calibrated and checked before they are written: use "
-                            "`cosa-edge build-engine --precision int8 --calib-data SPEC` "
-                            "(cosa_edge.engines.quantized_build.build_int8)")
-    if precision not in runtime.precisions:
-        choices = " or ".join(runtime.precisions)
-        raise CosaEdgeError(f"{runtime.label} engines are built in {choices}, not {precision!r}; use --precision "
-                            f"{choices}")
-    if metadata.precision != "fp32":
-        raise CosaEdgeError(f"{onnx_path} is already {metadata.precision}; build from the FP32 export")
-    with tempfile.TemporaryDirectory() as tmp:
-        notes: list[str] = []
-        reason = runtime.plugin_problem() if metadata.cosa_op == "plugin" else None
-        if reason:
-            onnx_path = standard_ops_copy(onnx_path, Path(tmp) / "standard.onnx")
-            metadata = metadata.with_changes(cosa_op="onnx")
-            notes.append(f"{reason}; building from the standard export instead (the plugin node rewritten as "
-                         "standard ONNX ops, which compute the same region maps)")
-        result = runtime.build(onnx_path, output, precision, metadata, options)
-    return BuildResult(result.engine, result.target, result.precision, result.details, tuple(notes))
+def against_fp32(reference_onnx: Path, samples: list[Sample]) -> Callable[[Path], Agreement]:
+    """A ``check`` for :func:`build_engine`: the engine's outputs against the FP32 export's in ONNX Runtime, on
+    ``samples`` (FP16 engines: probability difference, mask agreement, same class)."""
 
+    def check(engine_path: Path) -> Agreement:
+        with ONNXRUNTIME.open(reference_onnx) as reference, runtime_for(engine_path).open(engine_path) as engine:
+            return check_fp16_fidelity(reference, engine, samples)
 
-def target_of(metadata: ModelMetadata) -> str:
-    """The runtime an INT8 model's scheme was made for, from its metadata."""
-    return (metadata.quantization.get("scheme") or {}).get("name", "an unknown runtime")
-
-
-def plugin_unavailable(target: str) -> str | None:
-    """Why ``target`` cannot run the COSA plugin node here, or None where it can."""
-    return runtime_named(target).plugin_problem()
-
-
-def standard_ops_copy(onnx_path: Path, destination: Path) -> Path:
-    """A copy of a `--cosa-op plugin` export with the plugin node in standard ops (see plugin_fallback)."""
-    onnx = require("onnx")
-    model = onnx.load_from_string(read_verified_onnx(onnx_path))  # a changed model is refused, not re-hashed
-    replace_plugin_nodes(model)
-    metadata = ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, str(onnx_path))
-    write_model_with_metadata(model, metadata.with_changes(cosa_op="onnx"), destination)  # a new graph, a new hash
-    return destination
+    return check
 
 
 def describe(result: BuildResult) -> str:

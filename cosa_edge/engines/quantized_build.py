@@ -3,7 +3,7 @@
 1. The FP32 export is quantized to a QDQ graph (:mod:`cosa_edge.engines.int8`), calibrated on
    real images read through the one preprocessing function.
 2. The engine that will run is checked against the FP32 model on held-out images that took part
-   neither in training nor in calibration (:mod:`cosa_edge.engines.accuracy`): class flips by
+   neither in training nor in calibration (:mod:`cosa_edge.evaluation.comparison`): class flips by
    direction, lesion-presence flips, mask agreement, the largest probability difference, and
    each engine's own Dice and accuracy against the ground truth.
 3. Past a limit the build fails with the figures and writes nothing, unless the user accepts the
@@ -17,6 +17,7 @@ into a plan where TensorRT and a GPU are present.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,14 +27,15 @@ from ..data import Sample
 from ..data.sources import data_spec_name, load_dataset
 from ..data.splits import fold_part, parse_split
 from ..errors import CosaEdgeError
+from ..evaluation.comparison import Fidelity, compare_to_reference
 from ..hardware import cpu_class
-from .accuracy import Fidelity, compare_to_reference
 from .artifact import read_verified_onnx, write_model_with_metadata
-from .base import BatchRange, BuildOptions, BuildResult
-from .build import TARGETS, build_engine, install_engine, read_onnx_metadata, staged, standard_ops_copy
+from ..contract import ModelMetadata
+from .base import BuildOptions, BuildResult, Runtime
+from .build_steps import build_into, read_onnx_metadata, standard_ops_copy
 from .int8 import SCHEMES, CalibrationImages, calibration_from_file, calibration_from_samples, quantize_int8
 from .int8_arithmetic import arithmetic
-from .runtimes import ONNXRUNTIME, RUNTIMES, runtime_for, runtime_named
+from .runtimes import ONNXRUNTIME, runtime_for
 from .tensorrt_engine import missing_modules as missing_tensorrt_modules
 
 
@@ -113,22 +115,30 @@ def _gate(fidelity: Fidelity, accept_loss: bool) -> list[str]:
     return failures
 
 
-def build_int8(onnx_path: Path, output: Path, target: str, calibration: CalibrationImages, check: list[Sample],
-               check_source: str, method: str, accept_accuracy_loss: bool = False,
-               batch: BatchRange = BatchRange(), workspace_gib: float = 2.0,
-               timing_cache: Path | None = None) -> tuple[BuildResult, Fidelity]:
-    """Quantize ``onnx_path`` for ``target``, check it on ``check``, and write the engine at ``output``."""
-    onnx = require("onnx")
-    onnx_path, output = Path(onnx_path), Path(output)
-    runtime = runtime_named(target, {name: RUNTIMES[name] for name in TARGETS})
-    metadata = read_onnx_metadata(onnx_path)
-    read_verified_onnx(onnx_path)
-    if metadata.precision != "fp32":
-        raise CosaEdgeError(f"{onnx_path} is already {metadata.precision}; quantize the FP32 export "
-                            "(`cosa-edge export`), not an engine built from it")
-    # A runtime whose INT8 engine is a plan can still have its QDQ graph written (and checked) here as NAME.onnx.
-    engine_kind = "graph" if runtime.int8_engine == "plan" and output.suffix.lower() == ".onnx" else runtime.int8_engine
-    if engine_kind == "plan" and (missing := missing_tensorrt_modules()):
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How an INT8 engine is made: calibrated on ``calibration``, checked against the FP32 model on ``check``
+    (held out from calibration), ranges set by ``method``; ``accept_accuracy_loss`` writes it even where the check
+    fails (the figures go into its metadata either way)."""
+
+    calibration: CalibrationImages
+    check: list[Sample]
+    check_source: str  # as the engine's metadata records it: data sets by name, not by path
+    method: str = "minmax"
+    accept_accuracy_loss: bool = False
+
+    @classmethod
+    def from_images(cls, images: Int8Images, method: str = "minmax", accept_accuracy_loss: bool = False) -> Int8Recipe:
+        return cls(images.calibration, images.check, images.check_source, method, accept_accuracy_loss)
+
+
+def _engine_kind(runtime: Runtime, output: Path) -> str:
+    """What the INT8 engine at ``output`` is: the QDQ graph, the runtime's conversion of it, or a TensorRT plan.
+
+    A runtime whose INT8 engine is a plan can still have its QDQ graph written (and checked) here as NAME.onnx.
+    """
+    kind = "graph" if runtime.int8_engine == "plan" and output.suffix.lower() == ".onnx" else runtime.int8_engine
+    if kind == "plan" and (missing := missing_tensorrt_modules()):
         raise CosaEdgeError(f"a {runtime.label} INT8 plan needs {' and '.join(missing)}, which this machine lacks; "
                             "write the TensorRT-ready INT8 ONNX here instead (-o NAME.onnx: it is checked here) and "
                             "build the plan from it on the GPU machine")
@@ -136,54 +146,68 @@ def build_int8(onnx_path: Path, output: Path, target: str, calibration: Calibrat
     if suffix and output.suffix.lower() != suffix:
         raise CosaEdgeError(f"an INT8 {runtime.name} engine is a {suffix} file; name the output "
                             f"{output.with_suffix(suffix)}")
-    _check_held_out(calibration, check)
+    return kind
+
+
+def quantize_into(onnx_path: Path, staged_engine: Path, output: Path, runtime: Runtime, recipe: Int8Recipe,
+                  options: BuildOptions) -> BuildResult:
+    """Quantize the FP32 export for ``runtime``, check the engine that will run against the FP32 model, and write it
+    at ``staged_engine`` (build_engine moves it to ``output`` afterwards). The result's ``check`` is the Fidelity."""
+    onnx = require("onnx")
+    metadata = read_onnx_metadata(onnx_path)
+    read_verified_onnx(onnx_path)
+    if metadata.precision != "fp32":
+        raise CosaEdgeError(f"{onnx_path} is already {metadata.precision}; quantize the FP32 export "
+                            "(`cosa-edge export`), not an engine built from it")
+    engine_kind = _engine_kind(runtime, output)
+    _check_held_out(recipe.calibration, recipe.check)
     assert runtime.int8_scheme is not None and runtime.build is not None
     scheme = SCHEMES[runtime.int8_scheme]
     notes: list[str] = []
-    with staged(output) as staged_engine:  # beside the output: the engine is moved into place from there
-        tmp = staged_engine.parent
+    # Intermediate graphs in their own folder inside the staging one: no name of theirs can be the engine's.
+    with tempfile.TemporaryDirectory(dir=staged_engine.parent) as work:
+        tmp = Path(work)
         source = onnx_path
         if metadata.cosa_op == "plugin":  # calibration runs the graph in ONNX Runtime, which has no plugin kernel
-            source = standard_ops_copy(onnx_path, Path(tmp) / "standard.onnx")
+            source = standard_ops_copy(onnx_path, tmp / "standard.onnx")
             notes.append("quantized the standard export (the plugin node rewritten as standard ONNX ops, which compute "
                          "the same region maps): calibration runs the graph in ONNX Runtime")
-        qdq = Path(tmp) / "int8.onnx"
-        quantized = quantize_int8(source, qdq, calibration, scheme, method)
+        qdq = tmp / "int8.onnx"
+        quantized = quantize_int8(source, qdq, recipe.calibration, scheme, recipe.method)
         candidate_path = qdq
         if engine_kind == "converted":  # check the engine that will run: the runtime's reading of the QDQ graph
-            candidate_path = Path(tmp) / f"int8{runtime.suffixes[0]}"
+            candidate_path = tmp / f"int8{runtime.suffixes[0]}"
             runtime.build(qdq, candidate_path, "int8", quantized, BuildOptions())
         with ONNXRUNTIME.open(source) as reference, runtime_for(candidate_path).open(candidate_path) as candidate:
-            fidelity = compare_to_reference(reference, candidate, check)
-        failures = _gate(fidelity, accept_accuracy_loss)
-        # The CPU class the check ran on: 8-bit kernels differ between classes (cosa_edge.hardware), and an engine
-        # opened on another class says so.
-        checked_on = {"cpu_class": cpu_class(), "arithmetic": f"{runtime.label}'s CPU plugin"
-                      if engine_kind == "converted" else arithmetic(quantized.quantization)}
-        record: dict[str, Any] = {**quantized.quantization,
-                                  "check": {"data": check_source, **checked_on, **fidelity.to_dict()}}
+            fidelity = compare_to_reference(reference, candidate, recipe.check)
+        failures = _gate(fidelity, recipe.accept_accuracy_loss)
         if failures:
-            record["check"]["accepted_despite"] = failures
             notes.append("written despite the accuracy check (--accept-accuracy-loss): " + "; ".join(failures))
-        final = quantized.with_changes(quantization=record)
+        final = quantized.with_changes(quantization=_quantization_record(quantized, fidelity, failures, recipe,
+                                                                         runtime, engine_kind))
         model = onnx.load(str(qdq))
-        # Written beside the destination and moved into place whole (install_engine): an earlier engine at
-        # ``output`` stays as it was until then.
         if engine_kind == "graph":
             written = write_model_with_metadata(model, final, staged_engine)
-            details = {"scheme": scheme.name, "graph_sha256": written.graph_sha256}
-            result = BuildResult(output, runtime.name, "int8", details, tuple(notes))
-            install_engine(staged_engine, output)
-        else:
-            checked = Path(tmp) / "checked.onnx"
-            checked_metadata = write_model_with_metadata(model, final, checked)
-            if engine_kind == "converted":
-                converted = runtime.build(checked, staged_engine, "int8", checked_metadata, BuildOptions())
-                result = BuildResult(output, runtime.name, "int8", converted.details, tuple(notes))
-                install_engine(staged_engine, output)
-            else:  # build_engine stages and installs the plan itself
-                built = build_engine(checked, output, target=runtime.name, precision="int8", batch=batch,
-                                     workspace_gib=workspace_gib, timing_cache=timing_cache)
-                result = BuildResult(built.engine, built.target, built.precision, built.details,
-                                     tuple(notes) + built.notes)
-    return result, fidelity
+            return BuildResult(output, runtime.name, "int8", {"scheme": scheme.name,
+                                                              "graph_sha256": written.graph_sha256},
+                               tuple(notes), fidelity)
+        checked = tmp / "checked.onnx"
+        checked_metadata = write_model_with_metadata(model, final, checked)
+        if engine_kind == "converted":
+            built = runtime.build(checked, staged_engine, "int8", checked_metadata, BuildOptions())
+        else:  # a TensorRT plan from the checked QDQ graph
+            built = build_into(checked, staged_engine, runtime, "int8", options)
+    return BuildResult(output, runtime.name, "int8", built.details, tuple(notes) + built.notes, fidelity)
+
+
+def _quantization_record(quantized: ModelMetadata, fidelity: Fidelity, failures: list[str], recipe: Int8Recipe,
+                         runtime: Runtime, engine_kind: str) -> dict[str, Any]:
+    """The engine's quantization metadata with the check's figures, and the CPU class the check ran on: 8-bit
+    kernels differ between classes (cosa_edge.hardware), and an engine opened on another class says so."""
+    checked_on = {"cpu_class": cpu_class(), "arithmetic": f"{runtime.label}'s CPU plugin"
+                  if engine_kind == "converted" else arithmetic(quantized.quantization)}
+    record: dict[str, Any] = {**quantized.quantization,
+                              "check": {"data": recipe.check_source, **checked_on, **fidelity.to_dict()}}
+    if failures:
+        record["check"]["accepted_despite"] = failures
+    return record

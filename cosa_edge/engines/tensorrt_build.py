@@ -11,6 +11,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from .._optional import require
@@ -96,7 +97,6 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, metadata: Mode
     """A serialized plan for this GPU and TensorRT version, with an optimisation profile over ``options.batch``,
     a persisted timing cache and the sidecar, written before the plan."""
     trt = require("tensorrt")
-    batch, workspace_gib = options.batch, options.workspace_gib
     from ..kernels.cuda import PycudaRuntime
 
     cuda = PycudaRuntime()
@@ -109,6 +109,7 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, metadata: Mode
         plugin_aot = trt_plugin.HAS_AOT
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
+    cache_path = options.timing_cache or Path(output).with_suffix(TIMING_CACHE_SUFFIX)
     with tempfile.TemporaryDirectory() as tmp:
         source = onnx_path
         if precision == "fp16" and strongly_typed(major):
@@ -120,37 +121,21 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, metadata: Mode
         if not parser.parse_from_file(str(source)):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise CosaEdgeError(f"TensorRT cannot parse {onnx_path}: {errors}")
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-        pinned = 0
-        if precision == "int8" and not strongly_typed(major):
-            # TensorRT 10 builds an explicitly quantized (QDQ) network only with the INT8 flag; the layers outside
-            # the QDQ pairs stay FP32. TensorRT 11 takes the QDQ graph's types as they are (strongly typed).
-            config.set_flag(trt.BuilderFlag.INT8)
-        if precision == "fp16" and not strongly_typed(major):
-            onnx = require("onnx")
-            config.set_flag(trt.BuilderFlag.FP16)
-            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-            pinned = pin_fp32_layers(network, trt, set(fp32_node_names(onnx.load(str(onnx_path)))))
-        size = metadata.input_size
-        profile = builder.create_optimization_profile()
-        profile.set_shape(INPUT_NAME, (batch.minimum, 1, size, size), (batch.optimum, 1, size, size),
-                          (batch.maximum, 1, size, size))
-        config.add_optimization_profile(profile)
-        cache_path = options.timing_cache or Path(output).with_suffix(TIMING_CACHE_SUFFIX)
-        cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
-        config.set_timing_cache(cache, ignore_mismatch=True)
+        config, pinned = _builder_config(trt, builder, network, onnx_path, precision, metadata.input_size, options,
+                                         cache_path)
         # Read, not set: TensorRT allows TF32 by default, and the sidecar should say what this build did.
         tf32 = hasattr(trt.BuilderFlag, "TF32") and bool(config.get_flag(trt.BuilderFlag.TF32))
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
-            raise CosaEdgeError(f"TensorRT failed to build an engine from {onnx_path}; rerun with more --workspace or fp32")
+            raise CosaEdgeError(f"TensorRT failed to build an engine from {onnx_path}; rerun with more --workspace "
+                                "or fp32")
     plan = bytes(serialized)
+    batch = options.batch
     build = {
         "tensorrt_version": trt.__version__, "gpu": cuda.device_name, "compute_capability": list(cuda.compute_capability),
         "precision": precision, "precision_mode": precision_mode(precision, major, tf32),
         "fp32_layers_pinned": pinned, "profile": {"min": batch.minimum, "opt": batch.optimum, "max": batch.maximum},
-        "workspace_gib": workspace_gib, "timing_cache": str(cache_path), "plugin_aot": plugin_aot,
+        "workspace_gib": options.workspace_gib, "timing_cache": str(cache_path), "plugin_aot": plugin_aot,
         "hardware_compatible": False, "version_compatible": False,
         "seconds": round(time.perf_counter() - started, 1), "host": platform.node(), "cosa_edge_version": __version__,
         # The plan is opaque: its loader checks the file's SHA-256 against this one (tensorrt_engine.check_plan).
@@ -163,3 +148,31 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, metadata: Mode
     atomic_write_bytes(output, plan)
     atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     return BuildResult(engine=output, target=NAME, precision=precision, details=build)
+
+
+def _builder_config(trt: Any, builder: Any, network: Any, onnx_path: Path, precision: str, size: int,
+                    options: BuildOptions, cache_path: Path) -> tuple[Any, int]:
+    """The builder configuration: workspace, precision flags (and FP32 layers pinned, TensorRT 10 FP16), the
+    optimisation profile over ``options.batch``, and the timing cache read from ``cache_path``; and how many layers
+    were pinned to FP32."""
+    major = tensorrt_major(trt)
+    batch = options.batch
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_gib * (1 << 30)))
+    pinned = 0
+    if precision == "int8" and not strongly_typed(major):
+        # TensorRT 10 builds an explicitly quantized (QDQ) network only with the INT8 flag; the layers outside
+        # the QDQ pairs stay FP32. TensorRT 11 takes the QDQ graph's types as they are (strongly typed).
+        config.set_flag(trt.BuilderFlag.INT8)
+    if precision == "fp16" and not strongly_typed(major):
+        onnx = require("onnx")
+        config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        pinned = pin_fp32_layers(network, trt, set(fp32_node_names(onnx.load(str(onnx_path)))))
+    profile = builder.create_optimization_profile()
+    profile.set_shape(INPUT_NAME, (batch.minimum, 1, size, size), (batch.optimum, 1, size, size),
+                      (batch.maximum, 1, size, size))
+    config.add_optimization_profile(profile)
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=True)
+    return config, pinned

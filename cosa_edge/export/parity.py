@@ -1,6 +1,6 @@
 """Does the exported model say what the PyTorch model says? Checked at export and in the tests.
 
-The comparison itself is the runtime side's (:mod:`cosa_edge.engines.compare`);
+The comparison itself is the runtime side's (:mod:`cosa_edge.evaluation.comparison`);
 what belongs here is the PyTorch reference it is compared against, and the
 tighter tolerances of an FP32 export.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import Sample
-from ..engines.compare import Agreement, compare_engines, frames_of
+from ..evaluation.comparison import Agreement, compare_engines
+from ..evaluation.outputs import frames_of
 from ..errors import CosaEdgeError
 
 PROBABILITY_TOLERANCE = 1e-4

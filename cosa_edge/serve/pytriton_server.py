@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,19 +51,17 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def serve(args: argparse.Namespace) -> int:
     from pytriton.decorators import batch
-    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-    from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy
+    from pytriton.triton import Triton, TritonLifecyclePolicy
 
     from ..contract import INPUT_NAME
     from ..engines import existing_engine_file, runtime_for
     from ..errors import CosaEdgeError, first_line
-    from .triton_repo import metadata_parameters, output_dims, preferred_batch_sizes
+    from .triton_repo import output_dims
 
     runtime = runtime_for(args.engine)
     engine = runtime.open(existing_engine_file(args.engine),
                           **({"threads": args.threads} if args.threads and runtime.takes_threads else {}))
     metadata = engine.metadata
-    size = metadata.input_size
     outputs = output_dims(metadata)
     lock = threading.Lock()  # one engine: PyTriton may call from more than one thread
 
@@ -72,33 +71,15 @@ def serve(args: argparse.Namespace) -> int:
             result = engine.infer(inputs[INPUT_NAME])
         return {name: np.ascontiguousarray(result[name], dtype=np.float32) for name in outputs}
 
-    tls = {"grpc_use_ssl": True, "grpc_server_cert": args.tls_cert, "grpc_server_key": args.tls_key} \
-        if args.tls_cert else {}
-    config = TritonConfig(grpc_address=args.grpc_address, grpc_port=args.grpc_port, http_address=args.http_address,
-                          http_port=args.http_port, metrics_address=args.metrics_address,
-                          metrics_port=args.metrics_port, exit_timeout_secs=args.drain_timeout, log_verbose=0,
-                          allow_gpu_metrics=False,  # a CPU server: no NVML probe and its error line
-                          log_file=args.log_file, **tls)
     # Launched by run() below, after the model's configuration holds the metadata.
-    triton = Triton(config=config, triton_lifecycle_policy=TritonLifecyclePolicy(launch_triton_on_startup=False))
+    triton = Triton(config=_triton_config(args), triton_lifecycle_policy=TritonLifecyclePolicy(
+        launch_triton_on_startup=False))
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     started = False
     try:
-        triton.bind(model_name=args.name, infer_func=infer,
-                    inputs=[Tensor(name=INPUT_NAME, dtype=np.float32, shape=(1, size, size))],
-                    outputs=[Tensor(name=name, dtype=np.float32, shape=tuple(dims)) for name, dims in outputs.items()],
-                    config=ModelConfig(max_batch_size=args.max_batch, batcher=DynamicBatcher(
-                        max_queue_delay_microseconds=args.queue_delay_us,
-                        preferred_batch_size=preferred_batch_sizes(args.max_batch))),
-                    strict=True)
-        # PyTriton has no option for a model's own parameters; its generated configuration is built once
-        # and cached, and its backend parameters are written as the model's `parameters`. Clients read the
-        # cosa-edge metadata there, as from a production repository's config.pbtxt (tests/test_serve.py checks
-        # that they do, against this pinned PyTriton).
-        for model in triton._model_manager.models:  # noqa: SLF001
-            model._get_triton_model_config().backend_parameters.update(metadata_parameters(metadata))  # noqa: SLF001
+        _bind_model(triton, args, infer, metadata)
         started = True  # from here on the server may be running, and stop() has something to stop
         try:
             triton.run()
@@ -106,7 +87,7 @@ def serve(args: argparse.Namespace) -> int:
             raise CosaEdgeError(f"the Triton server did not start: {first_line(exc)}; see its log, {args.log_file}") \
                 from None
         print(f"{READY}: model {args.name!r} ({engine.describe()}) on gRPC {args.grpc_address}:{args.grpc_port}"
-              f"{' (TLS)' if tls else ''}, HTTP {args.http_address}:{args.http_port}, metrics "
+              f"{' (TLS)' if args.tls_cert else ''}, HTTP {args.http_address}:{args.http_port}, metrics "
               f"http://{args.metrics_address}:{args.metrics_port}/metrics; Triton's log: {args.log_file}; "
               "Ctrl-C stops", flush=True)
         while not stopping.wait(1.0):
@@ -119,6 +100,43 @@ def serve(args: argparse.Namespace) -> int:
         if started:
             triton.stop()  # Triton drains in-flight requests (--drain-timeout) before it exits
         engine.close()
+
+
+def _triton_config(args: argparse.Namespace) -> Any:
+    """Triton's addresses, ports, drain timeout, log and (with a certificate) gRPC over TLS, from the arguments."""
+    from pytriton.triton import TritonConfig
+
+    tls = {"grpc_use_ssl": True, "grpc_server_cert": args.tls_cert, "grpc_server_key": args.tls_key} \
+        if args.tls_cert else {}
+    return TritonConfig(grpc_address=args.grpc_address, grpc_port=args.grpc_port, http_address=args.http_address,
+                        http_port=args.http_port, metrics_address=args.metrics_address,
+                        metrics_port=args.metrics_port, exit_timeout_secs=args.drain_timeout, log_verbose=0,
+                        allow_gpu_metrics=False,  # a CPU server: no NVML probe and its error line
+                        log_file=args.log_file, **tls)
+
+
+def _bind_model(triton: Any, args: argparse.Namespace, infer: Any, metadata: Any) -> None:
+    """The model's tensors and dynamic batcher, as export-triton writes them, and the cosa-edge metadata."""
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+
+    from ..contract import INPUT_NAME
+    from .triton_repo import metadata_parameters, output_dims, preferred_batch_sizes
+
+    size = metadata.input_size
+    triton.bind(model_name=args.name, infer_func=infer,
+                inputs=[Tensor(name=INPUT_NAME, dtype=np.float32, shape=(1, size, size))],
+                outputs=[Tensor(name=name, dtype=np.float32, shape=tuple(dims))
+                         for name, dims in output_dims(metadata).items()],
+                config=ModelConfig(max_batch_size=args.max_batch, batcher=DynamicBatcher(
+                    max_queue_delay_microseconds=args.queue_delay_us,
+                    preferred_batch_size=preferred_batch_sizes(args.max_batch))),
+                strict=True)
+    # PyTriton has no option for a model's own parameters; its generated configuration is built once
+    # and cached, and its backend parameters are written as the model's `parameters`. Clients read the
+    # cosa-edge metadata there, as from a production repository's config.pbtxt (tests/test_serve.py checks
+    # that they do, against this pinned PyTriton).
+    for model in triton._model_manager.models:  # noqa: SLF001
+        model._get_triton_model_config().backend_parameters.update(metadata_parameters(metadata))  # noqa: SLF001
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from .. import CLASS_NAMES, MALIGNANT
+from ..evaluation.masks import probability_at_size
 from ..measure import LesionSize, measure_lesion
 from ..presence import DEFAULT_MIN_LESION_SHARE, lesion_present
 
@@ -117,7 +118,7 @@ def frame_roi(shape: tuple[int, ...], roi: Roi | None) -> Roi:
 def probability_in_roi(lesion_probability: np.ndarray, roi: Roi) -> np.ndarray:
     """(S, S) probability -> the ROI's size, bilinear; its mask is ``> 0.5``."""
     _, _, w, h = roi
-    return cv2.resize(lesion_probability.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return probability_at_size(lesion_probability, (h, w))
 
 
 def summarise(index: int, timestamp: float, lesion_probability: np.ndarray | None, class_probabilities: np.ndarray | None,

@@ -20,7 +20,7 @@ from ..presence import DEFAULT_MIN_LESION_SHARE
 from ..progress import progress_bar
 from .auto_roi import find_imaging_region
 from .dicom_results import FrameMeasurement, write_measurement_report, write_segmentation
-from .pipeline import PipelineStats, run_pipeline
+from .pipeline import PipelineOptions, PipelineStats, run_pipeline
 from .postprocess import Roi
 from .frame_sources import FrameSource
 from .writers import ImageSink, JsonlSink, VideoSink
@@ -167,9 +167,10 @@ def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Pa
             archive.add(frame, result)
 
     try:
-        stats = run_pipeline(source, engine, on_result, batch_size=batch_size, roi=roi, realtime=realtime,
-                             smoothing=smoothing, draw=video is not None, progress=bar.update,
-                             pixel_spacing_mm=pixel_spacing_mm, keep_outside_roi=keep_outside_roi)
+        options = PipelineOptions(batch_size=batch_size, roi=roi, realtime=realtime, smoothing=smoothing,
+                                  draw=video is not None, pixel_spacing_mm=pixel_spacing_mm,
+                                  keep_outside_roi=keep_outside_roi)
+        stats = run_pipeline(source, engine, on_result, options, progress=bar.update)
     finally:
         bar.close()
         # Closing renames the partial files: whatever was processed, even before an error or Ctrl-C,

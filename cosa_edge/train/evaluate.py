@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from .. import BENIGN
 from ..data import Sample, preprocess
-from ..metrics import (auc, classification_metrics, clinical_metrics, mean_segmentation_metrics, roc_curve,
+from ..evaluation.masks import mask_at_size
+from ..metrics import (class_auc, classification_metrics, clinical_metrics, mean_segmentation_metrics,
                        segmentation_metrics_one)
 from ..model import CLS_LOGITS, FEATURES, SEG_LOGITS, model_normalisation
 from ..presence import DEFAULT_MIN_LESION_SHARE, lesion_share, presence_metrics
@@ -56,8 +56,7 @@ def predict(model: nn.Module, samples: list[Sample], image_size: int, device: to
         if SEG_LOGITS in outputs:
             lesion_probability = torch.softmax(outputs[SEG_LOGITS].float(), dim=1)[:, 1].cpu().numpy()
             for sample, prob in zip(chunk, lesion_probability):
-                height, width = sample.image.shape
-                masks.append(cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR) > 0.5)
+                masks.append(mask_at_size(prob, sample.image.shape[:2]))
     return Predictions(
         names=[s.name for s in samples],
         labels=np.array([s.label for s in samples]),
@@ -116,8 +115,7 @@ def score(samples: list[Sample], predictions: Predictions, min_lesion_share: flo
         result["classification_paper"] = classification_metrics(labels, predicted, positive=BENIGN)
         result["classification_clinical"] = clinical_metrics(labels, predicted)
         if len(set(labels.tolist())) == 2:
-            fpr, tpr, _ = roc_curve(labels, predictions.probabilities[lesion][:, BENIGN], positive=BENIGN)
-            result["auc"] = auc(fpr, tpr)
+            result["auc"] = class_auc(labels, predictions.probabilities[lesion])
     return result
 
 
