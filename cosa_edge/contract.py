@@ -128,7 +128,11 @@ class ModelMetadata:
 
     @classmethod
     def from_props(cls, props: dict[str, str], source: str) -> ModelMetadata:
-        values = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
+        values = {k[len(PREFIX):]: v for k, v in props.items() if isinstance(k, str) and k.startswith(PREFIX)}
+        unreadable = next((key for key, value in values.items() if not isinstance(value, str)), None)
+        if unreadable is not None:  # a sidecar's metadata holds JSON text, as ONNX metadata_props do
+            raise CosaEdgeError(f"{source} has unreadable cosa-edge metadata: {unreadable} is not JSON text; export "
+                                "it again with `cosa-edge export`")
         if "architecture" not in values:
             raise CosaEdgeError(f"{source} is not a cosa-edge model (it carries no cosa_edge.* metadata); "
                                 "export it with `cosa-edge export CKPT -o model.onnx`")

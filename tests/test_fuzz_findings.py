@@ -297,3 +297,40 @@ def test_a_labels_row_cut_short_is_named(tmp_path: Path) -> None:
     labels.write_text("image,label\nphantom_00000.png,benign\nphantom_00001.p\n")
     with pytest.raises(CosaEdgeError, match="labels.csv, line 3: no image name or no label"):
         load_folder(tmp_path / "data", progress=False)
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    (lambda text: text.replace('"build": {', '"build": "x", "old": {'), 'its "build" is not an object'),
+    (lambda text: "[]", "its JSON is not an object"),
+    (lambda text: text.replace('"cosa_edge.input_size": "32"', '"cosa_edge.input_size": 32'),
+     "unreadable cosa-edge metadata: input_size is not JSON text"),
+])
+def test_an_openvino_sidecar_of_the_wrong_shape_is_refused(change, said: str, tmp_path: Path) -> None:  # noqa: ANN001
+    """The sidecar holds the hashes, so nothing checks it before it is read: a "build" that was a string ended in
+    "'str' object has no attribute 'get'", metadata that was not text in json's TypeError."""
+    pytest.importorskip("openvino")
+    from cosa_edge.backends import open_engine
+    from cosa_edge.contract import ModelMetadata
+    from cosa_edge.engines.artifact import read_verified_onnx, scan_onnx
+    from cosa_edge.engines.openvino_engine import build_openvino
+    from cosa_edge.fuzz.engine import write_tiny_engine
+
+    onnx_engine = write_tiny_engine(tmp_path / "tiny.onnx")
+    metadata = ModelMetadata.from_props(scan_onnx(read_verified_onnx(onnx_engine))[1], "tiny.onnx")
+    build_openvino(onnx_engine, tmp_path / "model.xml", metadata, "fp32")
+    sidecar = tmp_path / "model.xml.json"
+    changed = change(sidecar.read_text())
+    assert changed != sidecar.read_text()
+    sidecar.write_text(changed)
+    with pytest.raises(CosaEdgeError, match=re.escape(said)):
+        open_engine(tmp_path / "model.xml")
+
+
+def test_an_openvino_sidecar_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    from cosa_edge.engines.openvino_engine import read_sidecar
+
+    (tmp_path / "model.xml").write_text("<net/>")
+    (tmp_path / "model.xml.json").write_bytes(b'{"build": "\xe9"}')
+    with pytest.raises(CosaEdgeError, match=r"model.xml.json is not UTF-8 text \(byte 0xe9 at position 11\)"):
+        read_sidecar(tmp_path / "model.xml")

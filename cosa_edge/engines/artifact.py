@@ -207,3 +207,25 @@ def write_model_with_metadata(model: Any, metadata: ModelMetadata, path: Path) -
     The in-memory ``model`` keeps its own metadata_props; the returned metadata is what the file carries.
     """
     return SerializedModel.of(model).write(Path(path), metadata)
+
+
+def read_sidecar_json(path: Path, remedy: str) -> dict[str, Any]:
+    """An engine's JSON sidecar as {"metadata": {...}, "build": {...}}, or one CosaEdgeError saying what is wrong.
+
+    The sidecar records the hashes its engine's files are checked against, so nothing has checked it when it is
+    read: it is held to its shape here (found by fuzzing, docs/fuzzing.md: a sidecar whose "build" was a string
+    ended in "'str' object has no attribute 'get'", one that was not UTF-8 in UnicodeDecodeError)."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CosaEdgeError(f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
+                            f"{remedy}") from None
+    except json.JSONDecodeError as exc:
+        raise CosaEdgeError(f"{path} is not valid JSON: {exc}; {remedy}") from None
+    if not isinstance(document, dict):
+        raise CosaEdgeError(f"{path} is not a cosa-edge sidecar (its JSON is not an object); {remedy}")
+    for key in ("metadata", "build"):
+        if key in document and not isinstance(document[key], dict):
+            raise CosaEdgeError(f"{path} is not a cosa-edge sidecar (its \"{key}\" is not an object); {remedy}")
+    return document

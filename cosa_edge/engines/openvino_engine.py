@@ -13,7 +13,6 @@ Needs the ``openvino`` extra; no torch.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import tempfile
@@ -28,7 +27,7 @@ from .._optional import require
 from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
 from ..fileio import atomic_write_json
-from .artifact import Integrity, check_sha256, read_verified_onnx
+from .artifact import Integrity, check_sha256, read_sidecar_json, read_verified_onnx
 from .base import BuildOptions, BuildResult, Engine, Runtime, TensorSpec
 from .int8_arithmetic import ASYMMETRIC_SCHEME, warn_if_checked_on_another_cpu
 
@@ -95,10 +94,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     if not sidecar.is_file():
         raise CosaEdgeError(f"{path} has no sidecar {sidecar.name}; build OpenVINO models with "
                             "`cosa-edge build-engine --target openvino`")
-    try:
-        return json.loads(sidecar.read_text())
-    except json.JSONDecodeError as exc:
-        raise CosaEdgeError(f"{sidecar} is not valid JSON: {exc}") from None
+    return read_sidecar_json(sidecar, "build it again with `cosa-edge build-engine --target openvino`")
 
 
 def check_files(path: Path, build: dict[str, Any]) -> Integrity:

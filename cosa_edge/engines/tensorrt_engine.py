@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from .._optional import require
 from ..contract import INPUT_NAME, ModelMetadata
 from ..errors import CosaEdgeError
 from ..kernels.trt_compat import plugin_problem
-from .artifact import Integrity, check_sha256
+from .artifact import Integrity, check_sha256, read_sidecar_json
 from .base import Engine, Runtime, TensorSpec
 from .int8_arithmetic import SYMMETRIC_SCHEME
 
@@ -32,10 +31,7 @@ def read_sidecar(engine_path: Path) -> dict[str, Any]:
     path = sidecar_path(engine_path)
     if not path.is_file():
         raise CosaEdgeError(f"{engine_path} has no sidecar {path.name}; build engines with `cosa-edge build-engine`")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CosaEdgeError(f"{path} is not valid JSON: {exc}") from None
+    return read_sidecar_json(path, "build the engine again with `cosa-edge build-engine`")
 
 
 def check_compatible(build: dict[str, Any], trt_version: str, gpu_name: str, capability: tuple[int, int],
