@@ -150,6 +150,13 @@ def test_seeded_data_spec_cases(recipe: dict, runner: ForkRunner, workspace: Pat
     _check("data_spec", recipe, runner, workspace, engine)
 
 
+@settings(SEEDED, max_examples=10)
+@given(recipe=KINDS["openvino"].strategy())
+def test_seeded_openvino_engine_cases(recipe: dict, runner: ForkRunner, workspace: Path, engine: Path) -> None:
+    pytest.importorskip("openvino")
+    _check("openvino", recipe, runner, workspace, engine)
+
+
 @settings(SEEDED, max_examples=30)
 @given(recipe=KINDS["engine"].strategy())
 def test_seeded_engine_file_cases(recipe: dict, runner: ForkRunner, workspace: Path, engine: Path) -> None:

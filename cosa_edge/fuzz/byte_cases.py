@@ -90,6 +90,65 @@ def write_data_spec_case(recipe: dict[str, Any], folder: Path) -> Path:
     return folder
 
 
+#: An OpenVINO engine's three files, and what a case may change in its JSON sidecar: the sidecar holds the
+#: hashes the model and weights are checked against, so it is read before any check (engines/openvino_engine.py).
+OPENVINO_FILES = ("model.xml.json", "model.xml.json", "model.xml", "model.bin")
+SIDECAR_PATHS = ("", "build", "metadata", "build.xml_sha256", "build.bin_sha256", "build.openvino_version",
+                 "metadata.cosa_edge.input_size", "metadata.cosa_edge.architecture")
+SIDECAR_VALUES = ('"abc"', "null", "[]", "{}", "5", "true", '"2026.4.1"', '""')
+
+
+def openvino_recipes() -> Any:
+    """A Hypothesis strategy of changes to an OpenVINO engine's files."""
+    st = require_hypothesis().strategies
+    op = st.tuples(st.sampled_from(BYTE_OPS), st.floats(0, 1, allow_nan=False), st.integers(0, 255),
+                   st.sampled_from(FIELD_VALUES), st.integers(0, 7))
+    change = st.tuples(st.sampled_from(SIDECAR_PATHS), st.sampled_from(SIDECAR_VALUES))
+    return st.fixed_dictionaries({"base": st.just(".xml"), "file": st.sampled_from(OPENVINO_FILES),
+                                  "ops": st.lists(op, max_size=2), "sidecar": st.lists(change, max_size=2)})
+
+
+def _sidecar_with(text: str, changes: list[Any]) -> str:
+    """The sidecar with values replaced at dotted paths (the metadata's keys hold dots of their own)."""
+    import json
+
+    document: Any = json.loads(text)
+    for path, value in changes:
+        new = json.loads(value)
+        if not path:
+            document = new
+            continue
+        head, _, rest = path.partition(".")
+        if not isinstance(document, dict):
+            continue
+        if not rest:
+            document[head] = new
+        elif isinstance(document.get(head), dict):
+            document[head][rest] = new
+    return json.dumps(document)
+
+
+def write_openvino_case(recipe: dict[str, Any], folder: Path, scratch: Path, onnx_engine: Path) -> Path:
+    """An OpenVINO engine (built once from the tiny ONNX engine) in ``folder``, one of its files changed."""
+    import shutil
+
+    built = Path(scratch) / "openvino" / "model.xml"
+    if not built.exists():
+        from ..contract import ModelMetadata
+        from ..engines.artifact import read_verified_onnx, scan_onnx
+        from ..engines.openvino_engine import build_openvino
+
+        metadata = ModelMetadata.from_props(scan_onnx(read_verified_onnx(onnx_engine))[1], onnx_engine.name)
+        build_openvino(onnx_engine, built, metadata, "fp32")
+    for name in ("model.xml", "model.bin", "model.xml.json"):
+        shutil.copy(built.parent / name, folder / name)
+    target = folder / recipe["file"]
+    if recipe["file"].endswith(".json") and recipe.get("sidecar"):
+        target.write_text(_sidecar_with(target.read_text(), recipe["sidecar"]))
+    target.write_bytes(mutate(target.read_bytes(), ".xml", recipe["ops"]))
+    return folder / "model.xml"
+
+
 def _phantoms(count: int) -> list[np.ndarray]:
     return [cv2.cvtColor(make_phantom(seed, size=SHAPE).image, cv2.COLOR_GRAY2BGR) for seed in range(count)]
 

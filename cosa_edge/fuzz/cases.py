@@ -85,6 +85,13 @@ def _data_spec(recipe: dict[str, Any], folder: Path, scratch: Path, engine: Path
             "--iterations", "1", "--rounds", "1", "--overwrite"]
 
 
+def _openvino(recipe: dict[str, Any], folder: Path, scratch: Path, engine: Path) -> list[str]:
+    """An OpenVINO engine with its sidecar, model or weights changed, on a good image."""
+    byte_cases.write_byte_case({"base": ".png", "ops": []}, folder / "in.png", scratch)
+    byte_cases.write_openvino_case(recipe, folder, scratch, engine)
+    return _infer("in.png", "model.xml", "out.png")
+
+
 KINDS: dict[str, Kind] = {
     "dicom": Kind("dicom", dicom_cases.recipes, _dicom, dicom_cases.frames_in_data),
     "dicom_series": Kind("dicom_series", dicom_cases.recipes, _dicom_series),
@@ -92,6 +99,7 @@ KINDS: dict[str, Kind] = {
     "image": Kind("image", lambda: byte_cases.recipes(byte_cases.IMAGES), _bytes),
     "folder": Kind("folder", lambda: byte_cases.recipes(byte_cases.IMAGES), _folder),
     "data_spec": Kind("data_spec", byte_cases.data_spec_recipes, _data_spec),
+    "openvino": Kind("openvino", byte_cases.openvino_recipes, _openvino),
     "engine": Kind("engine", lambda: byte_cases.recipes(byte_cases.ENGINES), _engine),
 }
 
