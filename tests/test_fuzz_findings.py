@@ -334,3 +334,15 @@ def test_an_openvino_sidecar_that_is_not_utf8_is_refused(tmp_path: Path) -> None
     (tmp_path / "model.xml.json").write_bytes(b'{"build": "\xe9"}')
     with pytest.raises(CosaEdgeError, match=r"model.xml.json is not UTF-8 text \(byte 0xe9 at position 11\)"):
         read_sidecar(tmp_path / "model.xml")
+
+
+def test_an_element_of_an_unknown_vr_is_a_corrupt_header(tmp_path: Path) -> None:
+    """SOP Class UID with VR "UU" (two bits flipped): pydicom raised NotImplementedError when the element was
+    first read, which was outside the reader's guard (found by atheris)."""
+    still = write_dicom(tmp_path / "still.dcm", [phantom(0, SHAPE)], syntax=uids.ExplicitVRLittleEndian)
+    data = still.read_bytes()
+    tag = b"\x08\x00\x16\x00UI"  # (0008,0016) SOP Class UID, explicit VR UI
+    assert data.count(tag) == 1
+    still.write_bytes(data.replace(tag, b"\x08\x00\x16\x00UU"))
+    with pytest.raises(CosaEdgeError, match="still.dcm has a corrupt header \\(Unknown Value Representation 'UU'"):
+        DicomImage(still)

@@ -205,8 +205,10 @@ class DicomImage:
                                 "give a DICOM file exported from the scanner or PACS")
         #: the pydicom dataset without pixel data; the only thing here that holds patient attributes
         self.dataset = read_header(self.path)
-        check_image_header(self.dataset, name)
         try:
+            # pydicom converts each element when it is first read, so an element it cannot convert (an unknown
+            # VR, found by atheris: docs/fuzzing.md) raises here, at its first use, not when the file is read.
+            check_image_header(self.dataset, name)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # invalid values are handled (ignored) value by value
                 self.info = _build_info(self.dataset, self.path, pixel_data_layout(self.path, self.dataset))
