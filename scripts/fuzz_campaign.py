@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosa_edge.fuzz.cases import KINDS, run_case  # noqa: E402
 from cosa_edge.fuzz.dicom_cases import require_hypothesis  # noqa: E402
 from cosa_edge.fuzz.engine import write_tiny_engine  # noqa: E402
+from cosa_edge.errors import CosaEdgeError  # noqa: E402
 from cosa_edge.fuzz.runner import ForkRunner, Limits  # noqa: E402
 
 
@@ -117,4 +118,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CosaEdgeError as error:  # a missing dependency or engine extra: one line, as the CLI says it
+        raise SystemExit(f"error: {error}") from None

@@ -7,7 +7,10 @@
   ``python -m cosa_edge.cli`` (exactly as a user runs it);
 - :mod:`.dicom_cases`: Hypothesis strategies that mutate DICOM files structurally (header values, sequences,
   fragments, transfer syntaxes) and at the byte level;
-- :mod:`.byte_cases`: byte mutations of real video, image and engine files;
+- :mod:`.byte_cases`: byte changes of real video, image, data-spec and engine files (ONNX metadata and OpenVINO
+  sidecars changed as a writer would);
+- :mod:`.cases`: the input kinds (a recipe strategy, the files, the command line) and the oracles beyond the
+  exit status: no half-written output, no frames dropped without a note, no error in Python's own words;
 - :mod:`.engine`: a tiny genuine ONNX engine, so that `cosa-edge infer` runs end to end without torch.
 
 Hypothesis is a development dependency (the ``dev`` extra); it is imported only where strategies are built.

@@ -9,7 +9,6 @@ command line. The seeded test subset (tests/test_fuzz.py) and the campaign (scri
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +113,9 @@ def frames_processed(folder: Path) -> int | None:
 
 
 def run_case(kind: Kind, recipe: dict[str, Any], folder: Path, scratch: Path, engine: Path,
-             runner: ForkRunner | None = None, limits: Limits = Limits()) -> Ended:
+             runner: ForkRunner | None = None, limits: Limits | None = None) -> Ended:
     """Write a case's files into the (new, empty) ``folder`` and run it, forked from ``runner`` or fresh."""
+    limits = limits or Limits()
     folder.mkdir(parents=True)
     argv = kind.prepare(recipe, folder, scratch, engine)
     ended = runner.run(argv, folder, limits) if runner is not None else run_fresh(argv, folder, limits)
@@ -130,9 +130,3 @@ def run_case(kind: Kind, recipe: dict[str, Any], folder: Path, scratch: Path, en
             ended.violations.append(f"{ended.frames} of the {expected} frames in the data were processed, and no "
                                     "note or warning said why")
     return ended
-
-
-def keep_or_clean(folder: Path, ended: Ended) -> None:
-    """A failing case's folder stays (its input reproduces the failure); a passing one is removed."""
-    if ended.acceptable:
-        shutil.rmtree(folder, ignore_errors=True)

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from .._optional import require
+from ..errors import CosaEdgeError
 from ..data.phantom import make_phantom
 
 #: Rows and Columns of every base file, and its number of frames.
@@ -119,10 +120,11 @@ def recipes() -> Any:
 
 
 def require_hypothesis() -> Any:
+    """Hypothesis, imported when strategies are built: it is a development dependency, not a runtime one."""
     try:
         import hypothesis
     except ImportError:
-        raise SystemExit("the fuzzing harness needs Hypothesis: pip install -e '.[dev]'") from None
+        raise CosaEdgeError("the fuzzing harness needs Hypothesis: pip install -e '.[dev]'") from None
     return hypothesis
 
 
@@ -407,10 +409,3 @@ def write_dicom_case(recipe: dict[str, Any], path: Path) -> Path:
     data = _mutate_file(data, recipe.get("file", []))
     Path(path).write_bytes(data)
     return Path(path)
-
-
-#: The command line a DICOM case runs (relative to its folder); the engine path is filled in by the caller.
-def infer_argv(engine: Path, source: str = "in.dcm", out: str = "out.mp4") -> list[str]:
-    return ["infer", "--video", source, "--engine", str(engine), "--out", out, "--results", "out.jsonl",
-            "--overwrite"]
-
