@@ -346,3 +346,23 @@ def test_an_element_of_an_unknown_vr_is_a_corrupt_header(tmp_path: Path) -> None
     still.write_bytes(data.replace(tag, b"\x08\x00\x16\x00UU"))
     with pytest.raises(CosaEdgeError, match="still.dcm has a corrupt header \\(Unknown Value Representation 'UU'"):
         DicomImage(still)
+
+
+def test_a_cut_cine_without_number_of_frames_says_it_is_truncated(tmp_path: Path) -> None:
+    """With no Number of Frames to fall short of, a cut cine read as its whole frames would look complete."""
+    cine = _cine(tmp_path / "cine.dcm", 12)
+    dataset = pydicom.dcmread(cine)
+    del dataset.NumberOfFrames
+    dataset.save_as(cine)
+    data = cine.read_bytes()
+    cine.write_bytes(data[:len(data) * 2 // 3])
+    image = DicomImage(cine)
+    whole = image.info.frames - 1
+    assert image.info.warnings == [f"Number of Frames is missing; the pixel data holds {whole} whole JPEG frames "
+                                   "before the file ends (it is truncated)"]
+    decoded = len(list(image.frames()))
+    # As against a stated count: the decoder reads ahead into the cut frame while it reads the last whole one,
+    # so that one may be lost too; the warning says so with the number processed.
+    assert decoded in (whole - 1, whole)
+    assert image.stopped_early == (f"decoding stopped at frame {decoded + 1} of {whole + 1}: the file ends inside "
+                                   f"this frame (it is truncated); the {decoded} frames before it were processed")

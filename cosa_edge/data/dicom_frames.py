@@ -245,6 +245,12 @@ def believed_frame_count(dataset: Any, layout: PixelDataLayout | None, notes: li
     if stated is not None and stated > counted and (layout.truncated or not layout.encapsulated):
         return stated  # the file ends early: decoding stops at its end and says it is truncated
     said = f"says {stated}" if stated is not None else "is missing"  # one that is no number was refused before
+    if layout.truncated:
+        # The frame the file ends inside is counted too, so that decoding stops there and says the file is cut
+        # (as it does against a stated count), instead of a cut file looking whole.
+        notes.append(f"Number of Frames {said}; the pixel data holds {counted} whole {layout.how} before the "
+                     "file ends (it is truncated)")
+        return counted + 1
     every = f"all {counted} were read" if counted > 1 else "it was read"
     notes.append(f"Number of Frames {said} but the pixel data holds {counted} {layout.how}; {every}")
     return counted
