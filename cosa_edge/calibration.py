@@ -104,7 +104,8 @@ def cross_fitted_nll(probabilities: np.ndarray, labels: np.ndarray,
             continue
         temperature = fit_temperature(probabilities[~held], labels[~held])
         unscaled += negative_log_likelihood(probabilities[held], labels[held]) * held.sum()
-        scaled += negative_log_likelihood(apply_temperature(probabilities[held], temperature), labels[held]) * held.sum()
+        scaled += negative_log_likelihood(apply_temperature(probabilities[held], temperature),
+                                          labels[held]) * held.sum()
     # Plain floats: the result travels in checkpoints, which load with weights_only (no numpy scalars).
     return float(unscaled / len(labels)), float(scaled / len(labels))
 
@@ -122,10 +123,10 @@ def calibrate(probabilities: np.ndarray, labels: np.ndarray, fitted_on: str) -> 
     ece_before = reliability(probabilities, labels)["ece"]
     if not scaled < unscaled:
         return {"temperature": 1.0,
-                "fitted_on": (f"none: a temperature fitted on {CROSS_FIT_PARTS - 1}/{CROSS_FIT_PARTS} of the {fitted_on} "
-                              f"did not lower the negative log-likelihood of the rest (cross-fitted {unscaled:.4f} "
-                              f"unscaled, {scaled:.4f} scaled), so the probabilities stay unscaled "
-                              f"(the fit on all of them gave T = {temperature:.3f})"),
+                "fitted_on": (f"none: a temperature fitted on {CROSS_FIT_PARTS - 1}/{CROSS_FIT_PARTS} of the "
+                              f"{fitted_on} did not lower the negative log-likelihood of the rest "
+                              f"(cross-fitted {unscaled:.4f} unscaled, {scaled:.4f} scaled), so the probabilities "
+                              f"stay unscaled (the fit on all of them gave T = {temperature:.3f})"),
                 "ece_before": ece_before, "ece_after": ece_before, "rejected_temperature": temperature}
     return {"temperature": temperature, "fitted_on": fitted_on, "ece_before": ece_before,
             "ece_after": reliability(apply_temperature(probabilities, temperature), labels)["ece"],

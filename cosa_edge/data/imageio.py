@@ -41,7 +41,8 @@ def _decode(path: Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
-        raise CosaEdgeError(f"cannot decode image {path}: the file is empty, truncated or not an image; replace or remove it")
+        raise CosaEdgeError(f"cannot decode image {path}: the file is empty, truncated or not an image; replace or "
+                            "remove it")
     return image
 
 

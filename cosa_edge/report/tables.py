@@ -20,7 +20,8 @@ from . import paper
 CLINICAL_KEYS = ("sensitivity", "specificity", "PPV", "NPV", "ACC")
 DISPLAY_NAMES = {"uresnet": "UResNet", "resnet": "ResNet", "vgg16": "VGG-16", "lenet": "LeNet",
                  "mtl": "MTL", "mtl_sa": "MTL-SA", "mtl_cosa": "MTL-COSA"}
-TASK_TYPE = {"uresnet": "ST", "resnet": "ST", "vgg16": "ST", "lenet": "ST", "mtl": "MT", "mtl_sa": "MT", "mtl_cosa": "MT"}
+TASK_TYPE = {"uresnet": "ST", "resnet": "ST", "vgg16": "ST", "lenet": "ST", "mtl": "MT", "mtl_sa": "MT",
+             "mtl_cosa": "MT"}
 
 PRESENCE_KEYS = ("min_lesion_share", "sensitivity", "specificity")
 #: The share of held-out in-distribution images the out-of-distribution gate must let through.
@@ -44,7 +45,8 @@ def spread(values: list[float | None]) -> dict[str, float]:
     """Mean, sample SD, min and max over the folds that have a finite value (a fold may lack one)."""
     mean, std = mean_std(values)
     finite = [float(v) for v in values if v is not None and np.isfinite(v)]
-    return {"mean": mean, "std": std, "min": min(finite, default=float("nan")), "max": max(finite, default=float("nan"))}
+    return {"mean": mean, "std": std, "min": min(finite, default=float("nan")),
+            "max": max(finite, default=float("nan"))}
 
 
 def _calibration_figures(calibration: dict[str, Any]) -> dict[str, float | None]:
@@ -264,7 +266,8 @@ CAPTIONS = {
 #: Each table's CSV name (without .csv) and its title in tables.md.
 TABLE_TITLES = {
     "table1_segmentation": "Table 1. Tumour segmentation (%), mean ± std over folds, per-image averages",
-    "table2_classification": "Table 2. Tumour classification (%), BENIGN as the positive class (the paper's convention)",
+    "table2_classification": ("Table 2. Tumour classification (%), BENIGN as the positive class "
+                              "(the paper's convention)"),
     "table2_clinical": "Clinical convention: MALIGNANT as the positive class (%)",
     "presence": "Lesion presence per image (normal images against lesion images)",
     "calibration": "Calibration of the class probabilities (test folds, lesion images)",
