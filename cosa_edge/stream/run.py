@@ -139,21 +139,14 @@ def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Pa
     if roi is not None and (roi[0] >= info.width or roi[1] >= info.height):
         raise CosaEdgeError(f"--roi {roi} starts outside the {info.width}x{info.height} frames of "
                             f"{source_name(source_spec, info.kind)}")
-    video = None
-    if out is not None:
-        if info.kind == "image" and out.suffix.lower() in IMAGE_SUFFIXES:
-            video = ImageSink(out)
-        else:
-            video = VideoSink(out, fps=info.fps, size=(info.width, info.height))
+    video = _video_sink(out, info) if out is not None else None
     records = None
     if results is not None:
         settings = {"roi": list(roi) if roi else None, "region": region, "batch_size": batch_size,
                     "realtime": realtime, "smoothing": smoothing,
                     "pixel_spacing_mm": list(pixel_spacing_mm) if pixel_spacing_mm else None,
                     "keep_outside_roi": keep_outside_roi}
-        header = audit_header(engine, source_spec, info.kind, settings)
-        # Every frame record names the engine's hash too, so that a record read alone still says what made it.
-        records = JsonlSink(results, header=header, fields={"engine_sha256": header["engine_sha256"]})
+        records = _results_sink(results, audit_header(engine, source_spec, info.kind, settings))
     bar = progress_bar(total=info.frame_count, unit="frame", desc="inferring", disable=not progress, smoothing=0.1)
 
     def on_result(frame, result, overlay) -> None:  # noqa: ANN001
@@ -184,6 +177,18 @@ def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Pa
             say(f"wrote {written}")
     return stats
 
+
+
+def _video_sink(out: Path, info: Any) -> ImageSink | VideoSink:
+    """The annotated output: an image for an image source written to an image name, else a video."""
+    if info.kind == "image" and out.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSink(out)
+    return VideoSink(out, fps=info.fps, size=(info.width, info.height))
+
+
+def _results_sink(results: Path, header: dict[str, Any]) -> JsonlSink:
+    # Every frame record names the engine's hash too, so that a record read alone still says what made it.
+    return JsonlSink(results, header=header, fields={"engine_sha256": header["engine_sha256"]})
 
 class ArchiveResults:
     """What ``--dicom-seg`` and ``--dicom-sr`` write back for a DICOM file, gathered frame by frame."""
