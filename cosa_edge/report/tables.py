@@ -17,6 +17,7 @@ from ..fileio import atomic_write_json, atomic_write_text
 from ..metrics import CLASSIFICATION_KEYS, SEGMENTATION_KEYS
 from ..presence import TARGET_SENSITIVITY
 from . import paper
+from .pooled import pooled_sections
 
 CLINICAL_KEYS = ("sensitivity", "specificity", "PPV", "NPV", "ACC")
 DISPLAY_NAMES = {"uresnet": "UResNet", "resnet": "ResNet", "vgg16": "VGG-16", "lenet": "LeNet",
@@ -312,6 +313,7 @@ def write_tables(results: dict[str, dict[str, Any]], data_spec: str, out_dir: Pa
         writer.writerows(rows)
         atomic_write_text(out_dir / f"{name}.csv", buffer.getvalue())
         written.append(out_dir / f"{name}.csv")
+    markdown += pooled_sections(results, out_dir, DISPLAY_NAMES)
     markdown += [f"![{alt}]({file_name})\n" for alt, file_name in figures]
     atomic_write_text(out_dir / "tables.md", "\n".join(markdown))
     atomic_write_json(out_dir / "results.json", {"data": data_spec, "intended_use": INTENDED_USE, "results": results})
