@@ -62,6 +62,26 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(1.0 / ((low + high) / 2.0))
 
 
+def at_range_end(temperature: float, tolerance: float = 0.01) -> bool:
+    """Whether a fitted T lies at an end of TEMPERATURE_RANGE (within ``tolerance``, relative)."""
+    low, high = TEMPERATURE_RANGE
+    return temperature <= low * (1 + tolerance) or temperature >= high * (1 - tolerance)
+
+
+def kept_temperature(temperature: float) -> tuple[float, str | None]:
+    """The fitted T, or 1 (no scaling) with the reason where it lies at an end of its search range (issue #23).
+
+    There the likelihood was still falling when the search ran out of range: the validation images cannot set T
+    (too few errors, or none), and T = 0.05 turns every probability into 0 or 1 ("malignancy score 1.00"),
+    which says more than the model supports.
+    """
+    if at_range_end(temperature):
+        low, high = TEMPERATURE_RANGE
+        return 1.0, (f"the fitted temperature {temperature:.3g} lies at an end of its search range ({low:g} to "
+                     f"{high:g}), so the validation images could not set it; the probabilities stay unscaled")
+    return temperature, None
+
+
 def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict[str, Any]:
     """Confidence against accuracy in equal-width confidence bins, and the expected calibration error.
 

@@ -13,7 +13,7 @@ from cosa_edge.contract import ModelMetadata
 from cosa_edge.data.phantom import write_sweep_video
 from cosa_edge.engines.base import Engine, TensorSpec
 from cosa_edge.errors import CosaEdgeError
-from cosa_edge.stream.pipeline import run_pipeline
+from cosa_edge.stream.pipeline import PipelineOptions, run_pipeline
 from cosa_edge.stream.postprocess import ProbabilitySmoother, summarise
 from cosa_edge.stream.run import infer_source, parse_roi
 from cosa_edge.stream.frame_sources import FrameSource
@@ -112,7 +112,8 @@ def test_blank_frames_between_batches_keep_their_place(tmp_path: Path) -> None:
             results.append(result)
 
         engine = FakeEngine()
-        stats = run_pipeline(FrameSource(str(folder)), engine, on_result, batch_size=batch_size, draw=False)
+        stats = run_pipeline(FrameSource(str(folder)), engine, on_result,
+                             PipelineOptions(batch_size=batch_size, draw=False))
         assert stats.frames_processed == stats.frames_read == 10
         assert [r.index for r in results] == list(range(10))
         assert {r.index for r in results if r.status == "rejected"} == blank

@@ -36,8 +36,8 @@ class LocalBench:
     engines: tuple[str, ...]
     report_dir: Path
     batch_sizes: tuple[int, ...] = (1,)
-    baseline: str | None = None  # a checkpoint, run as PyTorch eager FP32 (backend ``baseline_backend``)
-    baseline_backend: str = "torch"
+    baseline: str | None = None  # a checkpoint, run as PyTorch eager FP32
+    baseline_backend: str | None = None  # the backend that opens ``baseline`` (the command line names PyTorch's)
     warmup: int = 5
     iterations: int = 50
     duration: float | None = None

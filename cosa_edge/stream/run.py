@@ -19,7 +19,7 @@ from ..presence import DEFAULT_MIN_LESION_SHARE
 from ..progress import progress_bar
 from .auto_roi import find_imaging_region
 from .dicom_results import FrameMeasurement, write_measurement_report, write_segmentation
-from .pipeline import PipelineStats, run_pipeline
+from .pipeline import PipelineOptions, PipelineStats, run_pipeline
 from .postprocess import FrameResult, Roi
 from .frame_sources import Frame, FrameSource, SourceInfo
 from .writers import ImageSink, JsonlSink, VideoSink
@@ -125,25 +125,6 @@ def _checked_roi(roi: Roi | str | None, source_spec: str, region: int | None, in
     return roi
 
 
-def _video_sink(out: Path | None, info: SourceInfo) -> ImageSink | VideoSink | None:
-    """Where the annotated frames go: an image for an image written as one, else a video; None without ``out``."""
-    if out is None:
-        return None
-    if info.kind == "image" and out.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageSink(out)
-    return VideoSink(out, fps=info.fps, size=(info.width, info.height))
-
-
-def _records_sink(results: Path | None, engine: Engine, source_spec: str, info: SourceInfo,
-                  settings: dict[str, Any]) -> JsonlSink | None:
-    """The JSONL of frame records after the audit header; None without ``results``."""
-    if results is None:
-        return None
-    header = audit_header(engine, source_spec, info.kind, settings)
-    # Every frame record names the engine's hash too, so that a record read alone still says what made it.
-    return JsonlSink(results, header=header, fields={"engine_sha256": header["engine_sha256"]})
-
-
 def _close_sinks(*sinks: ImageSink | VideoSink | JsonlSink | None) -> None:
     for sink in sinks:
         if sink is not None:
@@ -171,12 +152,14 @@ def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Pa
     for note in info.notes:
         say(f"note: {note}")
     roi = _checked_roi(roi, source_spec, region, info, say)
-    video = _video_sink(out, info)
-    settings = {"roi": list(roi) if roi else None, "region": region, "batch_size": batch_size,
-                "realtime": realtime, "smoothing": smoothing,
-                "pixel_spacing_mm": list(pixel_spacing_mm) if pixel_spacing_mm else None,
-                "keep_outside_roi": keep_outside_roi}
-    records = _records_sink(results, engine, source_spec, info, settings)
+    video = _video_sink(out, info) if out is not None else None
+    records = None
+    if results is not None:
+        settings = {"roi": list(roi) if roi else None, "region": region, "batch_size": batch_size,
+                    "realtime": realtime, "smoothing": smoothing,
+                    "pixel_spacing_mm": list(pixel_spacing_mm) if pixel_spacing_mm else None,
+                    "keep_outside_roi": keep_outside_roi}
+        records = _results_sink(results, audit_header(engine, source_spec, info.kind, settings))
     bar = progress_bar(total=info.frame_count, unit="frame", desc="inferring", disable=not progress, smoothing=0.1)
 
     def on_result(frame: Frame, result: FrameResult, overlay: np.ndarray) -> None:
@@ -188,9 +171,10 @@ def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Pa
             archive.add(frame, result)
 
     try:
-        stats = run_pipeline(source, engine, on_result, batch_size=batch_size, roi=roi, realtime=realtime,
-                             smoothing=smoothing, draw=video is not None, progress=bar.update,
-                             pixel_spacing_mm=pixel_spacing_mm, keep_outside_roi=keep_outside_roi)
+        options = PipelineOptions(batch_size=batch_size, roi=roi, realtime=realtime, smoothing=smoothing,
+                                  draw=video is not None, pixel_spacing_mm=pixel_spacing_mm,
+                                  keep_outside_roi=keep_outside_roi)
+        stats = run_pipeline(source, engine, on_result, options, progress=bar.update)
     finally:
         bar.close()
         # Closing renames the partial files: whatever was processed, even before an error or Ctrl-C,
@@ -203,6 +187,18 @@ def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Pa
             say(f"wrote {written}")
     return stats
 
+
+
+def _video_sink(out: Path, info: Any) -> ImageSink | VideoSink:
+    """The annotated output: an image for an image source written to an image name, else a video."""
+    if info.kind == "image" and out.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSink(out)
+    return VideoSink(out, fps=info.fps, size=(info.width, info.height))
+
+
+def _results_sink(results: Path, header: dict[str, Any]) -> JsonlSink:
+    # Every frame record names the engine's hash too, so that a record read alone still says what made it.
+    return JsonlSink(results, header=header, fields={"engine_sha256": header["engine_sha256"]})
 
 class ArchiveResults:
     """What ``--dicom-seg`` and ``--dicom-sr`` write back for a DICOM file, gathered frame by frame."""
