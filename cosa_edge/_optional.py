@@ -39,4 +39,5 @@ def require(module: str) -> ModuleType:
     except ImportError as exc:
         extra, purpose = _EXTRAS.get(module.split(".")[0], ("", "this feature"))
         hint = f"pip install 'cosa-edge[{extra}]'" if extra else f"pip install {module}"
-        raise CosaEdgeError(f"{module} is needed for {purpose} but is not installed ({exc}); install it with: {hint}") from None
+        raise CosaEdgeError(f"{module} is needed for {purpose} but is not installed ({exc}); "
+                            f"install it with: {hint}") from None

@@ -62,6 +62,26 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(1.0 / ((low + high) / 2.0))
 
 
+def at_range_end(temperature: float, tolerance: float = 0.01) -> bool:
+    """Whether a fitted T lies at an end of TEMPERATURE_RANGE (within ``tolerance``, relative)."""
+    low, high = TEMPERATURE_RANGE
+    return temperature <= low * (1 + tolerance) or temperature >= high * (1 - tolerance)
+
+
+def kept_temperature(temperature: float) -> tuple[float, str | None]:
+    """The fitted T, or 1 (no scaling) with the reason where it lies at an end of its search range (issue #23).
+
+    There the likelihood was still falling when the search ran out of range: the validation images cannot set T
+    (too few errors, or none), and T = 0.05 turns every probability into 0 or 1 ("malignancy score 1.00"),
+    which says more than the model supports.
+    """
+    if at_range_end(temperature):
+        low, high = TEMPERATURE_RANGE
+        return 1.0, (f"the fitted temperature {temperature:.3g} lies at an end of its search range ({low:g} to "
+                     f"{high:g}), so the validation images could not set it; the probabilities stay unscaled")
+    return temperature, None
+
+
 def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict[str, Any]:
     """Confidence against accuracy in equal-width confidence bins, and the expected calibration error.
 
@@ -104,7 +124,8 @@ def cross_fitted_nll(probabilities: np.ndarray, labels: np.ndarray,
             continue
         temperature = fit_temperature(probabilities[~held], labels[~held])
         unscaled += negative_log_likelihood(probabilities[held], labels[held]) * held.sum()
-        scaled += negative_log_likelihood(apply_temperature(probabilities[held], temperature), labels[held]) * held.sum()
+        scaled += negative_log_likelihood(apply_temperature(probabilities[held], temperature),
+                                          labels[held]) * held.sum()
     # Plain floats: the result travels in checkpoints, which load with weights_only (no numpy scalars).
     return float(unscaled / len(labels)), float(scaled / len(labels))
 
@@ -122,10 +143,10 @@ def calibrate(probabilities: np.ndarray, labels: np.ndarray, fitted_on: str) -> 
     ece_before = reliability(probabilities, labels)["ece"]
     if not scaled < unscaled:
         return {"temperature": 1.0,
-                "fitted_on": (f"none: a temperature fitted on {CROSS_FIT_PARTS - 1}/{CROSS_FIT_PARTS} of the {fitted_on} "
-                              f"did not lower the negative log-likelihood of the rest (cross-fitted {unscaled:.4f} "
-                              f"unscaled, {scaled:.4f} scaled), so the probabilities stay unscaled "
-                              f"(the fit on all of them gave T = {temperature:.3f})"),
+                "fitted_on": (f"none: a temperature fitted on {CROSS_FIT_PARTS - 1}/{CROSS_FIT_PARTS} of the "
+                              f"{fitted_on} did not lower the negative log-likelihood of the rest "
+                              f"(cross-fitted {unscaled:.4f} unscaled, {scaled:.4f} scaled), so the probabilities "
+                              f"stay unscaled (the fit on all of them gave T = {temperature:.3f})"),
                 "ece_before": ece_before, "ece_after": ece_before, "rejected_temperature": temperature}
     return {"temperature": temperature, "fitted_on": fitted_on, "ece_before": ece_before,
             "ece_after": reliability(apply_temperature(probabilities, temperature), labels)["ece"],

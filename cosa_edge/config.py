@@ -139,7 +139,8 @@ def load_preset(name_or_path: str) -> TrainConfig:
     elif name_or_path in preset_names():
         text = resources.files("cosa_edge.presets").joinpath(f"{name_or_path}.toml").read_text(encoding="utf-8")
     else:
-        raise CosaEdgeError(f"unknown preset {name_or_path!r}; choose one of {', '.join(preset_names())} or a .toml file")
+        raise CosaEdgeError(f"unknown preset {name_or_path!r}; choose one of {', '.join(preset_names())} or a .toml "
+                            "file")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -170,7 +170,8 @@ def deploy_and_measure(out_dir: Path, checkpoint: Path, device: str, parity_samp
         baseline, measured = results[:2], results[2:]
         pipeline = bench_pipeline(engine, str(video), rounds=2)
         attach_ratios(measured, baseline)
-        write_report(baseline + measured, out_dir / "bench", system_info(), pipeline, baseline_name="PyTorch eager FP32",
+        write_report(baseline + measured, out_dir / "bench", system_info(), pipeline,
+                     baseline_name="PyTorch eager FP32",
                      method=method)
         click.echo("[6/6] streaming inference on the phantom sweep video")
         stats = infer_source(str(video), engine, out_dir / "annotated.mp4", out_dir / "results.jsonl", smoothing=0.5)
@@ -181,7 +182,8 @@ def deploy_and_measure(out_dir: Path, checkpoint: Path, device: str, parity_samp
         f"`best.pt`. ONNX Runtime against PyTorch on the {parity.images} held-out images: max probability "
         f"difference {parity.max_probability_difference:.1e}, same class on {parity.same_class:.0%}.\n",
         f"Batch 1 median latency: {measured[0].latency_ms.median:.1f} ms against PyTorch eager "
-        f"{baseline[0].latency_ms.median:.1f} ms (ratio {ratio:.2f}). Full report: [bench/report.md](bench/report.md).\n",
+        f"{baseline[0].latency_ms.median:.1f} ms (ratio {ratio:.2f}). Full report: "
+        "[bench/report.md](bench/report.md).\n",
         f"Streaming: {stats.frames_processed} frames of `phantom_sweep.mp4` at {stats.fps:.1f} frames/s end to end "
         f"-> `annotated.mp4` and `results.jsonl`.\n",
         "![latency](bench/latency.png)\n",

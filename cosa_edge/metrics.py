@@ -109,7 +109,8 @@ def clinical_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, f
     }
 
 
-def roc_curve(labels: np.ndarray, scores: np.ndarray, positive: int = BENIGN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(labels: np.ndarray, scores: np.ndarray,
+              positive: int = BENIGN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(FPR, TPR, thresholds) for ``scores`` = the predicted probability of class ``positive``.
 
     Tied scores move the curve diagonally, as they should.
@@ -117,7 +118,8 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray, positive: int = BENIGN) ->
     labels = np.asarray(labels) == positive
     scores = np.asarray(scores, dtype=np.float64)
     if labels.all() or not labels.any():
-        raise ValueError(f"ROC needs both classes among the labels; got only {CLASS_NAMES[positive] if labels.all() else 'the other class'}")
+        raise ValueError("ROC needs both classes among the labels; got only "
+                         f"{CLASS_NAMES[positive] if labels.all() else 'the other class'}")
     order = np.argsort(-scores, kind="mergesort")
     scores, labels = scores[order], labels[order]
     last_of_run = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]

@@ -44,7 +44,8 @@ def fit_gaussian(features: np.ndarray) -> dict[str, Any]:
     """The mean and precision (inverse covariance) the score needs, fitted on training features."""
     features = np.asarray(features, np.float64)
     if features.ndim != 2 or len(features) < 2:
-        raise ValueError(f"fitting the feature Gaussian needs at least two (N, D) feature vectors, got {features.shape}")
+        raise ValueError(f"fitting the feature Gaussian needs at least two (N, D) feature vectors, "
+                         f"got {features.shape}")
     mean, covariance, shrinkage = ledoit_wolf(features)
     if not np.trace(covariance) > 0:
         # All features equal (a constant model): any image that differs at all is out of distribution.

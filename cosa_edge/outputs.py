@@ -68,13 +68,8 @@ def _named(paths: Mapping[str, PathLike | Iterable[PathLike] | None]) -> list[tu
     return pairs
 
 
-def guard_outputs(inputs: Mapping[str, PathLike | Iterable[PathLike] | None],
-                  outputs: Mapping[str, PathLike | Iterable[PathLike] | None], *, overwrite: bool,
-                  updated: Iterable[str] = ()) -> None:
-    """Refuse, before any work, an output that would replace or change an input, or an existing output without
-    ``overwrite``. Keys are the options as the user typed them ("--out"); ``updated`` names outputs that are
-    updated in place by design and may exist."""
-    named_inputs, named_outputs = _named(inputs), _named(outputs)
+def _refuse_outputs_over_inputs(named_inputs: list[tuple[str, Path]], named_outputs: list[tuple[str, Path]]) -> None:
+    """An output that is an input, lies inside an input folder, or holds an input."""
     for out_option, out in named_outputs:
         for in_option, source in named_inputs:
             if same_file(out, source):
@@ -86,17 +81,36 @@ def guard_outputs(inputs: Mapping[str, PathLike | Iterable[PathLike] | None],
             if inside(source, out):
                 raise CosaEdgeError(f"the input {in_option} {source} lies inside {out_option} {out}, which this "
                                     f"command replaces; choose another {out_option}")
+
+
+def _refuse_shared_outputs(named_outputs: list[tuple[str, Path]]) -> None:
+    """Two outputs that name one path."""
     for index, (first_option, first) in enumerate(named_outputs):
         for second_option, second in named_outputs[index + 1:]:
             if same_file(first, second):
                 raise CosaEdgeError(f"{first_option} and {second_option} both name {first}; give each output a "
                                     "path of its own")
-    if overwrite:
-        return
+
+
+def _refuse_existing_outputs(named_outputs: list[tuple[str, Path]], updated: Iterable[str]) -> None:
+    """An output that exists already, unless it is one that is ``updated`` in place."""
     for option, out in named_outputs:
         if option not in updated and holds_something(out):
             raise CosaEdgeError(f"{option} {out} already exists; give --overwrite to replace it (the old one stays "
                                 f"until the new one is complete), or choose another {option}")
+
+
+def guard_outputs(inputs: Mapping[str, PathLike | Iterable[PathLike] | None],
+                  outputs: Mapping[str, PathLike | Iterable[PathLike] | None], *, overwrite: bool,
+                  updated: Iterable[str] = ()) -> None:
+    """Refuse, before any work, an output that would replace or change an input, or an existing output without
+    ``overwrite``. Keys are the options as the user typed them ("--out"); ``updated`` names outputs that are
+    updated in place by design and may exist."""
+    named_inputs, named_outputs = _named(inputs), _named(outputs)
+    _refuse_outputs_over_inputs(named_inputs, named_outputs)
+    _refuse_shared_outputs(named_outputs)
+    if not overwrite:
+        _refuse_existing_outputs(named_outputs, updated)
 
 
 def existing_path(text: str | None) -> Path | None:

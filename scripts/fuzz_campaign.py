@@ -25,11 +25,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cosa_edge.fuzz.cases import KINDS, run_case  # noqa: E402
-from cosa_edge.fuzz.dicom_cases import require_hypothesis  # noqa: E402
-from cosa_edge.fuzz.engine import write_tiny_engine  # noqa: E402
-from cosa_edge.errors import CosaEdgeError  # noqa: E402
-from cosa_edge.fuzz.runner import ForkRunner, Limits  # noqa: E402
+from cosa_edge.fuzz.cases import KINDS, run_case
+from cosa_edge.fuzz.dicom_cases import require_hypothesis
+from cosa_edge.fuzz.engine import write_tiny_engine
+from cosa_edge.errors import CosaEdgeError
+from cosa_edge.fuzz.runner import ForkRunner, Limits
 
 
 def signature(outcome: str, text: str) -> str:

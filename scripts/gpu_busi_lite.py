@@ -224,7 +224,7 @@ def time_model(checkpoint: Path, device: str, batches: tuple[int, ...], iteratio
             with torch.inference_mode():
                 logits[op_name] = model(example)[CLS_LOGITS].float().cpu()
                 row: dict[str, Any] = {"batch": batch, "region_maps": op_name, "precision": str(dtype).split(".")[-1]}
-                row["eager_ms"] = round(_timed(lambda: model(example), device, iterations), 3)
+                row["eager_ms"] = round(_timed(lambda x=example: model(x), device, iterations), 3)
                 if cuda:
                     try:
                         replay = _as_graph(model, example)

@@ -23,7 +23,6 @@ Sections:
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import platform
@@ -172,8 +171,8 @@ class DriverKernel:
         values = [np.array([scores_ptr], np.uint64), *(np.array([v], np.int32) for v in geometry.scalar_args()),
                   np.array([out_ptr], np.uint64)]
         pointers = np.array([v.ctypes.data for v in values], np.uint64)
-        self._call(self.cu.cuLaunchKernel(self.functions[np.dtype(dtype)], *geometry.grid, *block, 0, self.cu.CUstream(stream),
-                                          pointers.ctypes.data, 0))
+        self._call(self.cu.cuLaunchKernel(self.functions[np.dtype(dtype)], *geometry.grid, *block, 0,
+                                          self.cu.CUstream(stream), pointers.ctypes.data, 0))
 
     def run(self, scores: np.ndarray, cells: tuple[int, int], block: tuple[int, int, int]) -> np.ndarray:
         cu = self.cu
@@ -280,14 +279,15 @@ def check_timing(rng: np.random.Generator) -> dict[str, Any]:
         row: dict[str, Any] = {"batch": batch, "size": size, "cells": list(cells)}
         for label, scores in (("fp32", scores32), ("fp16", scores32.half())):
             dtype = np.float16 if label == "fp16" else np.float32
-            kernel_device, kernel_host = _time_cuda(lambda s=scores, d=dtype: kernel.launch(
-                s.data_ptr(), out.data_ptr(), tuple(s.shape), cells, d, kernels.BLOCK, stream))
+            kernel_device, kernel_host = _time_cuda(lambda s=scores, d=dtype, o=out, c=cells, st=stream: kernel.launch(
+                s.data_ptr(), o.data_ptr(), tuple(s.shape), c, d, kernels.BLOCK, st))
             with torch.no_grad():
-                torch_device, torch_host = _time_cuda(lambda s=scores: torch_region_maps(s, cells))
+                torch_device, torch_host = _time_cuda(lambda s=scores, c=cells: torch_region_maps(s, c))
             row[f"{label}_device_us"] = {"kernel": round(kernel_device, 1), "torch": round(torch_device, 1),
                                          "torch_over_kernel": round(torch_device / kernel_device, 1)}
             row[f"{label}_host_us"] = {"kernel": round(kernel_host, 1), "torch": round(torch_host, 1)}
-        kernel.launch(scores32.data_ptr(), out.data_ptr(), tuple(scores32.shape), cells, np.float32, kernels.BLOCK, stream)
+        kernel.launch(scores32.data_ptr(), out.data_ptr(), tuple(scores32.shape), cells, np.float32, kernels.BLOCK,
+                      stream)
         torch.cuda.synchronize()
         row["kernel_equals_torch_op"] = bool(torch.equal(out, torch_region_maps(scores32, cells)))
         rows.append(row)
@@ -357,7 +357,8 @@ def main() -> int:
     parser.add_argument("--skip-training", action="store_true", help="leave out the AMP and DDP training checks")
     args = parser.parse_args()
     rng = np.random.default_rng(2026)
-    summary: dict[str, Any] = {"check": "cosa-edge GPU check", "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    summary: dict[str, Any] = {"check": "cosa-edge GPU check",
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     summary["environment"] = _section(check_environment)
     summary["cupy"] = _section(lambda: check_cupy(rng))
     summary["driver_api"] = _section(lambda: check_driver_api(rng))

@@ -26,13 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cosa_edge.data import load_dataset  # noqa: E402
-from cosa_edge.data.preprocess import preprocess  # noqa: E402
-from cosa_edge.metrics import auc, roc_curve  # noqa: E402
-from cosa_edge.presence import TARGET_SENSITIVITY, lesion_share  # noqa: E402
-from cosa_edge.train.checkpoint import load_model  # noqa: E402
-from cosa_edge.train.cv import _fold_indices  # noqa: E402
-from cosa_edge.train.loop import PRESENCE_TOP_SHARE  # noqa: E402
+from cosa_edge.data import load_dataset
+from cosa_edge.data.preprocess import preprocess
+from cosa_edge.metrics import auc, roc_curve
+from cosa_edge.presence import TARGET_SENSITIVITY, lesion_share
+from cosa_edge.train.checkpoint import load_model
+from cosa_edge.train.cv import _fold_indices
+from cosa_edge.train.loop import PRESENCE_TOP_SHARE
 
 
 def lesion_maps(model: torch.nn.Module, images: list[np.ndarray], size: int, flip: bool) -> list[np.ndarray]:
@@ -50,7 +50,8 @@ def lesion_maps(model: torch.nn.Module, images: list[np.ndarray], size: int, fli
 
 
 def oracle_specificity(scores: np.ndarray, has_lesion: np.ndarray) -> float:
-    """Specificity at the highest threshold that keeps TARGET_SENSITIVITY of the lesions (chosen on these very images)."""
+    """Specificity at the highest threshold that keeps TARGET_SENSITIVITY of the lesions (chosen on these very
+    images)."""
     lesions = np.sort(scores[has_lesion])
     threshold = lesions[len(lesions) - int(np.ceil(TARGET_SENSITIVITY * len(lesions)))]
     return float((scores[~has_lesion] < threshold).mean())
@@ -81,9 +82,11 @@ def main() -> int:
                 # metrics.roc_curve scores the "positive" class: here a lesion (1) against none (0).
                 fpr, tpr, _ = roc_curve(has_lesion.astype(int), values, positive=1)
                 print(json.dumps({"fold": fold["index"], "flip_tta": flip, "score": name,
-                                  "lesion_images": int(has_lesion.sum()), "lesion_free_images": int((~has_lesion).sum()),
+                                  "lesion_images": int(has_lesion.sum()),
+                                  "lesion_free_images": int((~has_lesion).sum()),
                                   "auc": round(auc(fpr, tpr), 4),
-                                  "oracle_specificity_at_95_sensitivity": round(oracle_specificity(values, has_lesion), 4)}),
+                                  "oracle_specificity_at_95_sensitivity":
+                                      round(oracle_specificity(values, has_lesion), 4)}),
                       flush=True)
     return 0
 

@@ -120,7 +120,8 @@ def test_a_model_without_a_hash_loads_with_a_warning(exported_onnx: Path, tmp_pa
 
 
 def test_every_writer_hashes_what_it_writes(exported_onnx: Path, trained_checkpoint: Path, tmp_path: Path) -> None:
-    """FP16 conversion, the ONNX Runtime build and the plugin node's rewrite write new graphs, each with its own hash."""
+    """FP16 conversion, the ONNX Runtime build and the plugin node's rewrite write new graphs, each with its own
+    hash."""
     from cosa_edge.export.onnx_export import export_onnx
 
     export_hash = scan_onnx(exported_onnx.read_bytes())[0]
@@ -143,7 +144,8 @@ def test_the_writer_appends_the_metadata_and_leaves_the_model_as_it_was(tmp_path
                                    [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
                                    [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
     # A model function is field 25: onnx.save writes it after the metadata (14), the writer before.
-    function = onnx.helper.make_function("local", "Twice", ["a"], ["b"], [onnx.helper.make_node("Add", ["a", "a"], ["b"])],
+    function = onnx.helper.make_function("local", "Twice", ["a"], ["b"],
+                                         [onnx.helper.make_node("Add", ["a", "a"], ["b"])],
                                          [onnx.helper.make_opsetid("", 17)])
     model = onnx.helper.make_model(graph, functions=[function])
     model.metadata_props.add(key="other", value="kept in memory")

@@ -63,7 +63,8 @@ def test_a_temperature_is_kept_only_where_it_generalises_within_the_validation_i
             if true_temperature == 1.0:
                 fresh, fresh_labels = _overconfident(2000, 1.0, seed=10_000 + seed)
                 always = result.get("rejected_temperature", result["temperature"])
-                fresh_guarded.append(negative_log_likelihood(apply_temperature(fresh, result["temperature"]), fresh_labels))
+                fresh_guarded.append(negative_log_likelihood(apply_temperature(fresh, result["temperature"]),
+                                                             fresh_labels))
                 fresh_always.append(negative_log_likelihood(apply_temperature(fresh, always), fresh_labels))
             if result["temperature"] == 1.0:
                 assert result["fitted_on"].startswith("none: ") and result["ece_after"] == result["ece_before"]

@@ -102,7 +102,8 @@ def test_models_lists_the_papers_seven() -> None:
     pytest.importorskip("torch")
     code, output = invoke("models")
     assert code == 0
-    assert [line.split()[0] for line in output.splitlines()] == ["uresnet", "resnet", "vgg16", "lenet", "mtl", "mtl_sa", "mtl_cosa"]
+    assert [line.split()[0] for line in output.splitlines()] == ["uresnet", "resnet", "vgg16", "lenet", "mtl",
+                                                                 "mtl_sa", "mtl_cosa"]
 
 
 def test_help_explains_the_data_specs() -> None:

@@ -88,13 +88,15 @@ def test_files_written_before_the_moves_load_and_answer_alike(tmp_path: Path) ->
     earlier = _earlier_code(tmp_path / "earlier")
     files = tmp_path / "files"
     files.mkdir()
-    written = subprocess.run([sys.executable, "-c", _WRITE_WITH_EARLIER_CODE, str(files), "1" if openvino_here else "0"],
+    written = subprocess.run([sys.executable, "-c", _WRITE_WITH_EARLIER_CODE, str(files),
+                              "1" if openvino_here else "0"],
                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(earlier)},
                              cwd=tmp_path, timeout=900)  # not the checkout: `-c` puts the working folder first
     assert written.returncode == 0, written.stderr[-3000:]
     assert written.stdout.strip().endswith(str(earlier / "cosa_edge" / "__init__.py"))  # the earlier code wrote them
     batch = np.random.default_rng(0).uniform(0, 255, (2, 1, 64, 64)).astype(np.float32)
-    names = ["run/last.pt", "model.onnx", "model.ort.onnx", "model.int8.onnx"] + (["model.xml"] if openvino_here else [])
+    names = (["run/last.pt", "model.onnx", "model.ort.onnx", "model.int8.onnx"]
+             + (["model.xml"] if openvino_here else []))
     for name in names:
         with open_engine(files / name) as engine:
             outputs = engine.infer(batch)

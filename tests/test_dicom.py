@@ -12,14 +12,14 @@ import cv2
 import numpy as np
 import pytest
 
-pydicom = pytest.importorskip("pydicom")
+pytest.importorskip("pydicom")
 
-import pydicom.pixels  # noqa: E402  (after the skip: pydicom is an optional extra)
-from pydicom import uid as uids  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
-from pydicom.encaps import encapsulate  # noqa: E402
+import pydicom.pixels
+from pydicom import uid as uids
+from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate
 
-from cosa_edge.data.dicom import (  # noqa: E402
+from cosa_edge.data.dicom import (
     DicomImage,
     DicomInfo,
     UltrasoundRegion,
@@ -29,9 +29,9 @@ from cosa_edge.data.dicom import (  # noqa: E402
     tissue_region,
     ultrasound_regions,
 )
-from cosa_edge.errors import CosaEdgeError  # noqa: E402
+from cosa_edge.errors import CosaEdgeError
 
-from tests.dicom_files import (  # noqa: E402
+from tests.dicom_files import (
     DOPPLER, SECRETS, TISSUE, NoPlugins, jpeg, phantom, write_dicom, write_sr,
 )
 
@@ -87,7 +87,7 @@ def test_pydicom_ybr_cine_streams_every_frame_in_order() -> None:
     assert [index for index, _, _ in frames] == list(range(30))
     assert [stamp for _, stamp, _ in frames] == pytest.approx([i * 0.033333 for i in range(30)])
     assert image.stopped_early is None
-    for index, _, frame in frames:
+    for _, _, frame in frames:
         assert frame.dtype == np.uint8 and frame.shape == (240, 320, 3) and frame.flags.c_contiguous
     for index in (0, 29):  # pydicom's own decoding (RGB), in OpenCV's BGR order: OpenCV's JPEG decoder (the fast
         # path) rounds the inverse DCT and the chroma upsampling a little differently, by 3 grey levels at most

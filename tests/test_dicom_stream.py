@@ -50,7 +50,8 @@ class DiscEngine(Engine):
         yy, xx = np.mgrid[:self.size, :self.size]
         disc = ((yy - centre) ** 2 + (xx - centre) ** 2 <= self.radius ** 2).astype(np.float32)
         return {"lesion_probability": np.broadcast_to(disc, (len(batch), 1, self.size, self.size)).copy(),
-                "class_probabilities": np.tile([1 - self.malignant, self.malignant], (len(batch), 1)).astype(np.float32)}
+                "class_probabilities": np.tile([1 - self.malignant, self.malignant],
+                                               (len(batch), 1)).astype(np.float32)}
 
 
 def _records(path: Path) -> tuple[dict, list[dict]]:
@@ -109,7 +110,8 @@ def test_sizes_in_mm_from_the_region_and_from_pixel_spacing(tmp_path: Path) -> N
     cv2.imwrite(str(tmp_path / "frame.png"), frames[0])
     infer_source(str(tmp_path / "frame.png"), DiscEngine(), None, tmp_path / "plain.jsonl", progress=False)
     (plain,) = _records(tmp_path / "plain.jsonl")[1]
-    assert plain["pixel_spacing_mm"] is None and plain["lesion_long_axis_mm"] is None and plain["lesion_area_mm2"] is None
+    assert plain["pixel_spacing_mm"] is None
+    assert plain["lesion_long_axis_mm"] is None and plain["lesion_area_mm2"] is None
     infer_source(str(tmp_path / "frame.png"), DiscEngine(), None, tmp_path / "given.jsonl", progress=False,
                  pixel_spacing_mm=parse_pixel_spacing("0.2"))
     (given,) = _records(tmp_path / "given.jsonl")[1]

@@ -69,7 +69,8 @@ def test_parity_check_catches_a_different_model(exported_onnx: Path, trained_che
     from cosa_edge.train.checkpoint import load_checkpoint, load_model, weights_sha256
 
     payload = load_checkpoint(trained_checkpoint)
-    payload["model"] = {k: (v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v) for k, v in payload["model"].items()}
+    payload["model"] = {k: (v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v)
+                        for k, v in payload["model"].items()}
     tampered = tmp_path / "tampered.pt"
     torch.save(payload, tampered)
     # Another model, not a changed file: its own weights hash, so that the checkpoint's hash check passes.

@@ -17,8 +17,9 @@ import pytest
 DEPLOY_MODULES = ["cosa_edge", "cosa_edge.cli", "cosa_edge.data", "cosa_edge.data.phantom", "cosa_edge.data.splits",
                   "cosa_edge.metrics", "cosa_edge.kernels.reference", "cosa_edge.config", "cosa_edge.report.tables",
                   "cosa_edge.report.roc", "cosa_edge.contract", "cosa_edge.engines", "cosa_edge.engines.build",
-                  "cosa_edge.evaluation", "cosa_edge.evaluation.comparison", "cosa_edge.engines.fp16", "cosa_edge.stream.run",
-                  "cosa_edge.stream.pipeline", "cosa_edge.bench.runner", "cosa_edge.bench.report", "cosa_edge.kernels.cuda",
+                  "cosa_edge.evaluation", "cosa_edge.evaluation.comparison", "cosa_edge.engines.fp16",
+                  "cosa_edge.stream.run", "cosa_edge.stream.pipeline", "cosa_edge.bench.runner",
+                  "cosa_edge.bench.report", "cosa_edge.kernels.cuda",
                   "cosa_edge.engines.onnxruntime_engine", "cosa_edge.engines.tensorrt_engine", "cosa_edge.backends",
                   "cosa_edge.engines.int8", "cosa_edge.evaluation.accuracy", "cosa_edge.engines.quantized_build",
                   "cosa_edge.engines.openvino_engine", "cosa_edge.bench.scores", "cosa_edge.bench.flops",
@@ -50,7 +51,8 @@ def imported_modules(node: ast.AST, module: str, is_package: bool) -> list[str]:
         if node.level == 0:
             base = node.module or ""
         else:
-            # level 1 is the module's own package (a package's __init__ is its own package), each further dot goes up one
+            # level 1 is the module's own package (a package's __init__ is its own package), each further dot goes
+            # up one
             package = module.split(".") if is_package else module.split(".")[:-1]
             anchor = package[:max(0, len(package) - (node.level - 1))]
             base = ".".join(anchor + ([node.module] if node.module else []))

@@ -97,7 +97,8 @@ def test_a_lite_model_trains_and_exports_with_its_own_normalisation(tmp_path: Pa
     model, _, payload = load_model(tmp_path / "run" / "last.pt")
     assert payload["normalisation"] == {"mean": 0.5, "std": 0.5} and model.normalisation == LITE_NORMALISATION
     result = export_onnx(tmp_path / "run" / "last.pt", tmp_path / "lite.onnx")
-    assert result.metadata.normalisation == {"mean": 0.5, "std": 0.5} and result.metadata.encoder == "efficientnet_lite0"
+    assert result.metadata.normalisation == {"mean": 0.5, "std": 0.5}
+    assert result.metadata.encoder == "efficientnet_lite0"
     agreement = check_export_parity(tmp_path / "lite.onnx", tmp_path / "run" / "last.pt", samples[:4])
     assert agreement.max_probability_difference < 1e-3 and agreement.same_class == 1.0
     # TensorFlow's "same" padding is in the Convs' own pads: no Pad, and no shape arithmetic to compute one.
@@ -138,7 +139,8 @@ def test_every_lite_encoder_convolution_runs_in_8_bits_and_relu6_is_no_float_isl
     from cosa_edge.train.checkpoint import save_checkpoint
     from cosa_edge.config import TrainConfig
 
-    config = TrainConfig(model=ModelConfig(encoder="efficientnet_lite0", image_size=64, decoder_channels=(32, 16, 16, 8)))
+    config = TrainConfig(model=ModelConfig(encoder="efficientnet_lite0", image_size=64,
+                                           decoder_channels=(32, 16, 16, 8)))
     save_checkpoint(tmp_path / "lite.pt", build_model(config.model), config)
     export_onnx(tmp_path / "lite.pt", tmp_path / "lite.onnx")
     calibration = calibration_from_samples(make_phantom_dataset(8, seed=1, size=(64, 64)), 64, 8, "phantom")

@@ -34,8 +34,10 @@ def test_paper_preset_builds_resnet101() -> None:
     from cosa_edge.config import load_preset
 
     config = load_preset("paper")
-    assert (config.model.encoder, config.model.image_size, config.epochs, config.batch_size) == ("resnet101", 256, 100, 12)
-    assert (config.lr, config.betas, config.weight_decay, config.seg_weight, config.cls_weight) == (1e-4, (0.9, 0.99), 5e-4, 0.8, 0.2)
+    assert ((config.model.encoder, config.model.image_size, config.epochs, config.batch_size)
+            == ("resnet101", 256, 100, 12))
+    assert ((config.lr, config.betas, config.weight_decay, config.seg_weight, config.cls_weight)
+            == (1e-4, (0.9, 0.99), 5e-4, 0.8, 0.2))
     model = build_model(config.model)
     assert model.encoder.out_channels[-1] == 2048
 

@@ -13,14 +13,14 @@ from click.testing import CliRunner
 pytest.importorskip("openvino")
 pytest.importorskip("onnxruntime")
 
-from cosa_edge.cli import cli  # noqa: E402
-from cosa_edge.contract import CLASS_OUTPUT, LESION_OUTPUT, stack_frames  # noqa: E402
-from cosa_edge.data import resize_grey  # noqa: E402
-from cosa_edge.data.phantom import make_phantom_dataset  # noqa: E402
-from cosa_edge.backends import open_engine  # noqa: E402
-from cosa_edge.engines.build import build_engine  # noqa: E402
-from cosa_edge.engines.openvino_engine import sidecar_path, weights_path  # noqa: E402
-from cosa_edge.errors import CosaEdgeError  # noqa: E402
+from cosa_edge.cli import cli
+from cosa_edge.contract import CLASS_OUTPUT, LESION_OUTPUT, stack_frames
+from cosa_edge.data import resize_grey
+from cosa_edge.data.phantom import make_phantom_dataset
+from cosa_edge.backends import open_engine
+from cosa_edge.engines.build import build_engine
+from cosa_edge.engines.openvino_engine import sidecar_path, weights_path
+from cosa_edge.errors import CosaEdgeError
 
 
 @pytest.fixture(scope="module")

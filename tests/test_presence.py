@@ -31,7 +31,8 @@ def test_phantoms_can_be_lesion_free() -> None:
     assert 0 < sum(s.label for s in lesions) < len(lesions)  # both classes among the lesions
     # Without normals the data set is what it always was (tests elsewhere depend on it).
     old = make_phantom_dataset(12, seed=3, size=(64, 64))
-    assert [s.label for s in old] == [s.label for s in make_phantom_dataset(12, seed=3, size=(64, 64), normal_fraction=0)]
+    assert [s.label for s in old] == [s.label for s in make_phantom_dataset(12, seed=3, size=(64, 64),
+                                                                            normal_fraction=0)]
     healthy, sick = make_phantom(7, label=NO_LESION, size=(64, 64)), make_phantom(7, label=0, size=(64, 64))
     assert not healthy.mask.any() and sick.mask.any()
 

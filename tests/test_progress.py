@@ -47,8 +47,8 @@ def test_options_given_by_the_caller_win_and_a_stream_without_isatty_counts_as_a
 def test_a_new_postfix_each_step_does_not_redraw_a_log() -> None:
     # Training sets the batch's loss as the postfix every batch; tqdm redraws on set_postfix by default.
     log, terminal = io.StringIO(), Terminal()
-    for bar, stream in ((progress_bar(range(200), file=log, miniters=1), log),
-                        (progress_bar(range(200), file=terminal, miniters=1, mininterval=0), terminal)):
+    for bar in (progress_bar(range(200), file=log, miniters=1),
+                progress_bar(range(200), file=terminal, miniters=1, mininterval=0)):
         for step in bar:
             bar.set_postfix(loss=f"{1 / (step + 1):.4f}")
         bar.close()

@@ -28,7 +28,8 @@ def test_tables_put_the_papers_numbers_beside_ours(tmp_path: Path) -> None:
     results = {"mtl_cosa": {"folds": [], "aggregate": aggregate([_fold(0.7, 0.8), _fold(0.9, 0.9)])}}
     write_tables(results, "busi:/data", tmp_path, preamble="test run")
     markdown = (tmp_path / "tables.md").read_text()
-    assert "| MT | MTL-COSA | cosa-edge | 80.00 ± 0.00 | 30.00 ± 0.00 | 80.00 ± 0.00 | 80.00 ± 14.14 | 50.00 ± 0.00 |" in markdown
+    assert ("| MT | MTL-COSA | cosa-edge | 80.00 ± 0.00 | 30.00 ± 0.00 | 80.00 ± 0.00 | 80.00 ± 14.14 | 50.00 ± 0.00 |"
+            in markdown)
     assert "| MT | MTL-COSA | paper | 77.85 | 37.01 | 82.13 | 77.48 | 59.15 |" in markdown
     assert "| MT | MTL-COSA | paper | 92.20 | 10.00 | 91.48 | 95.05 | 93.59 | 0.97 |" in markdown
     rows = list(csv.reader((tmp_path / "table2_classification.csv").open()))

@@ -110,9 +110,10 @@ def test_tables_show_presence_and_calibration(tmp_path: Path) -> None:
                            "85.00 ± 7.07 (80.00–90.00)", "not met"]
 
     calibration = _csv(tmp_path / "calibration.csv")
-    assert calibration[0] == ["Model", "temperature", "ECE before (%)", "ECE after (%)"]
-    assert calibration[1] == ["MTL-COSA", "2.00 ± 0.71", "25.00 ± 7.07", "7.50 ± 3.54"]
-    assert calibration[2] == ["MTL", "1.00 ± 0.00", "10.00 ± 0.00", "10.00 ± 0.00"]
+    assert calibration[0] == ["Model", "temperature", "ECE before (%)", "ECE after (%)",
+                              "folds whose temperature was kept"]
+    assert calibration[1] == ["MTL-COSA", "2.00 ± 0.71", "25.00 ± 7.07", "7.50 ± 3.54", "100%"]
+    assert calibration[2] == ["MTL", "1.00 ± 0.00", "10.00 ± 0.00", "10.00 ± 0.00", "100%"]
 
     markdown = (tmp_path / "tables.md").read_text(encoding="utf-8")
     assert f"### {PRESENCE_TITLE}" in markdown and f"### {CALIBRATION_TITLE}" in markdown
@@ -142,7 +143,8 @@ def test_old_metrics_make_no_new_tables(tmp_path: Path) -> None:
 
 
 def test_pooled_bins_by_hand() -> None:
-    fold_a = {"ece": 0.0, "images": 2, "bins": [{"low": 0.5, "high": 0.55, "count": 2, "accuracy": 0.5, "confidence": 0.52}]}
+    fold_a = {"ece": 0.0, "images": 2,
+              "bins": [{"low": 0.5, "high": 0.55, "count": 2, "accuracy": 0.5, "confidence": 0.52}]}
     fold_b = {"ece": 0.0, "images": 6, "bins": [
         {"low": 0.5, "high": 0.55, "count": 2, "accuracy": 1.0, "confidence": 0.54},
         {"low": 0.9, "high": 0.95, "count": 4, "accuracy": 0.75, "confidence": 0.92}]}
@@ -220,8 +222,25 @@ def test_folds_that_decided_alike_share_one_note_whatever_their_figures() -> Non
                 "unscaled (the fit on all of them gave T = {:.3f})")
     folds = [fold(not_kept.format(0.28, 0.77)), fold("validation: 77 lesion images"), fold(not_kept.format(0.35, 0.83))]
     notes = _fold_notes({"mtl_cosa": {"folds": folds}}, "calibration")
-    assert notes.count("did not lower") == 1 and "(2 folds)" in notes and "validation: 77 lesion images (1 fold)" in notes
+    assert notes.count("did not lower") == 1 and "(2 folds)" in notes
+    assert "validation: 77 lesion images (1 fold)" in notes
     assert "cross-fitted" not in notes and "each fold's figures: results.json" in notes
     # Sentences without figures are left as they were, with no pointer.
     plain = _fold_notes({"mtl": {"folds": [fold("validation: 4 lesion images")] * 2}}, "calibration")
     assert plain == "- MTL, temperature fitted on: validation: 4 lesion images (2 folds).\n"
+
+
+def test_a_temperature_at_an_end_of_its_range_is_not_kept() -> None:
+    """Issue #23's rule: T fitted at the search range's floor (0.05) or ceiling (20) means the validation images
+    could not set it; the fold's ECE "after" is its ECE before, and the table counts the folds that kept theirs."""
+    from cosa_edge.calibration import TEMPERATURE_RANGE, kept_temperature
+
+    assert kept_temperature(TEMPERATURE_RANGE[0])[0] == 1.0 and "end of its search range" in \
+        kept_temperature(TEMPERATURE_RANGE[0])[1]
+    assert kept_temperature(TEMPERATURE_RANGE[1])[0] == 1.0
+    assert kept_temperature(1.5) == (1.5, None) and kept_temperature(0.06) == (0.06, None)
+    folds = [_fold(0.002, 0.95, 0.90, TEMPERATURE_RANGE[0], 0.2, 0.01, seed=1),
+             _fold(0.002, 0.95, 0.90, 1.5, 0.3, 0.1, seed=2)]
+    calibration = aggregate(folds)["calibration"]
+    assert calibration["ece_after"]["mean"] == pytest.approx((0.2 + 0.1) / 2)  # the floor's 0.01 is not believed
+    assert calibration["temperature_kept"]["mean"] == pytest.approx(0.5)

@@ -29,13 +29,13 @@ from click.testing import CliRunner
 
 pytest.importorskip("tritonclient.grpc")
 
-from cosa_edge.cli import cli  # noqa: E402
-from cosa_edge.backends import open_engine  # noqa: E402
-from cosa_edge.errors import CosaEdgeError  # noqa: E402
-from cosa_edge.serve.client import TritonServerEngine  # noqa: E402
-from cosa_edge.serve.local_server import ServeOptions, check_options  # noqa: E402
-from cosa_edge.serve.pytriton_server import READY  # noqa: E402
-from cosa_edge.serve.server_env import ensure_server_env  # noqa: E402
+from cosa_edge.cli import cli
+from cosa_edge.backends import open_engine
+from cosa_edge.errors import CosaEdgeError
+from cosa_edge.serve.client import TritonServerEngine
+from cosa_edge.serve.local_server import ServeOptions, check_options
+from cosa_edge.serve.pytriton_server import READY
+from cosa_edge.serve.server_env import ensure_server_env
 
 #: Seconds a server may take to load (PyTriton starts in about 4 s here) and to stop (drain 3 s, then cleanup).
 START_TIMEOUT_S, STOP_TIMEOUT_S = 120, 20
@@ -183,7 +183,8 @@ def test_a_bad_request_gets_an_error_and_the_server_keeps_serving(server: Runnin
 
 
 def _records(path: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k != "latency_ms"} for line in path.read_text().splitlines()[1:]]
+    return [{k: v for k, v in json.loads(line).items() if k != "latency_ms"}
+            for line in path.read_text().splitlines()[1:]]
 
 
 def _same(a: object, b: object) -> bool:
@@ -210,7 +211,7 @@ def test_infer_through_the_server_writes_what_the_local_engine_writes(server: Ru
     assert local.exit_code == 0 and remote.exit_code == 0, (local.output, remote.output)
     local_records, remote_records = _records(tmp_path / "local.jsonl"), _records(tmp_path / "remote.jsonl")
     assert len(remote_records) == 30 and {r["status"] for r in local_records} >= {"lesion", "no_lesion"}
-    assert all(_same(r, l) for r, l in zip(remote_records, local_records)), "the server's frames differ"
+    assert all(_same(a, b) for a, b in zip(remote_records, local_records)), "the server's frames differ"
     header = json.loads((tmp_path / "remote.jsonl").read_text().splitlines()[0])
     assert header["backend"] == "triton" and header["engine"] == f"cosa_edge@{server.address}"
     # The annotated videos: the same frames, drawn the same way.
@@ -263,7 +264,8 @@ def test_sigterm_drains_in_flight_requests_stops_cleanly_and_frees_the_ports(ser
     tensor = grpcclient.InferInput("image", [1, 1, size, size], "FP32")
     tensor.set_data_from_numpy(np.full((1, 1, size, size), 90, np.float32))
     for index in range(300):  # queued in the server when the signal comes
-        client.async_infer("cosa_edge", [tensor], lambda result, error, i=index: answers.__setitem__(i, error or result),
+        client.async_infer("cosa_edge", [tensor],
+                           lambda result, error, i=index: answers.__setitem__(i, error or result),
                            client_timeout=30)
     took = running.stop()
     deadline = time.monotonic() + 10  # the last answers' callbacks run on the client's threads
@@ -327,7 +329,8 @@ def test_serve_refuses_bad_options_before_starting_anything(exported_onnx: Path,
         port = taken.getsockname()[1]
         result = CliRunner().invoke(cli, ["serve", "--engine", str(exported_onnx), "--grpc-port", str(port),
                                           "--http-port", str(base.http_port), "--metrics-port", str(base.metrics_port)])
-    assert result.exit_code != 0 and f"port {port} on 127.0.0.1 is in use" in result.output and "--grpc-port" in result.output
+    assert result.exit_code != 0
+    assert f"port {port} on 127.0.0.1 is in use" in result.output and "--grpc-port" in result.output
     check_options(ServeOptions(**{**base.__dict__, "host": "0.0.0.0", "insecure": True}))  # said explicitly: allowed
 
 

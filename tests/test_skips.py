@@ -17,7 +17,8 @@ def test_tensorrt_without_pycuda_names_pycuda(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "tensorrt", full)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: object() if name == "tensorrt" else None if name == "pycuda" else real(name, *a))
+                        lambda name, *a: (object() if name == "tensorrt" else None if name == "pycuda"
+                                          else real(name, *a)))
     assert conftest._full_tensorrt_missing() == ["pycuda"]
 
 

@@ -85,7 +85,10 @@ def test_offline_keeps_every_frame_in_order(video: Path, tmp_path: Path) -> None
 def test_batching_does_not_change_results(video: Path, tmp_path: Path) -> None:
     infer_source(str(video), FakeEngine(), None, tmp_path / "b1.jsonl", batch_size=1, progress=False)
     infer_source(str(video), FakeEngine(), None, tmp_path / "b8.jsonl", batch_size=8, progress=False)
-    strip = lambda text: [{k: v for k, v in json.loads(l).items() if k != "latency_ms"} for l in text.splitlines()[1:]]  # noqa: E731
+
+    def strip(text: str) -> list[dict]:
+        return [{k: v for k, v in json.loads(line).items() if k != "latency_ms"} for line in text.splitlines()[1:]]
+
     assert strip((tmp_path / "b1.jsonl").read_text()) == strip((tmp_path / "b8.jsonl").read_text())
 
 
@@ -104,12 +107,13 @@ def test_blank_frames_between_batches_keep_their_place(tmp_path: Path) -> None:
     for batch_size in (1, 4):
         results = []
 
-        def on_result(frame, result, overlay) -> None:  # noqa: ANN001
+        def on_result(frame, result, overlay, results: list = results) -> None:  # noqa: ANN001
             threads.update(t.name for t in threading.enumerate())
             results.append(result)
 
         engine = FakeEngine()
-        stats = run_pipeline(FrameSource(str(folder)), engine, on_result, PipelineOptions(batch_size=batch_size, draw=False))
+        stats = run_pipeline(FrameSource(str(folder)), engine, on_result,
+                             PipelineOptions(batch_size=batch_size, draw=False))
         assert stats.frames_processed == stats.frames_read == 10
         assert [r.index for r in results] == list(range(10))
         assert {r.index for r in results if r.status == "rejected"} == blank
@@ -152,7 +156,7 @@ def test_engine_failure_still_closes_outputs(video: Path, tmp_path: Path) -> Non
     with pytest.raises(RuntimeError, match="device lost"):
         infer_source(str(video), Failing(), tmp_path / "o.mp4", tmp_path / "o.jsonl", progress=False)
     lines = (tmp_path / "o.jsonl").read_text().splitlines()[1:]  # after the header
-    assert 1 <= len(lines) <= 3 and [json.loads(l)["index"] for l in lines] == list(range(len(lines)))  # noqa: E741
+    assert 1 <= len(lines) <= 3 and [json.loads(line)["index"] for line in lines] == list(range(len(lines)))
     assert cv2.VideoCapture(str(tmp_path / "o.mp4")).read()[0]
 
 
@@ -190,7 +194,7 @@ def test_an_engine_failure_after_the_last_result_was_taken_ends_the_run(video: P
 def _run_catching(video: Path, engine: Engine, on_result, outcome: list[BaseException]) -> None:  # noqa: ANN001
     try:
         run_pipeline(FrameSource(str(video)), engine, on_result)
-    except BaseException as exc:  # noqa: BLE001  (handed to the test's thread)
+    except BaseException as exc:  # handed to the test's thread
         outcome.append(exc)
 
 
@@ -205,7 +209,8 @@ def test_truncated_video_is_processed_up_to_the_damage(video: Path, tmp_path: Pa
         assert "stopped at frame" in source.stopped_early
 
 
-@pytest.mark.parametrize("content, message", [(b"", "cannot open video"), (b"not a video at all" * 10, "cannot open video")])
+@pytest.mark.parametrize("content, message", [(b"", "cannot open video"),
+                                              (b"not a video at all" * 10, "cannot open video")])
 def test_unreadable_videos_give_clear_errors(tmp_path: Path, content: bytes, message: str) -> None:
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(content)

@@ -83,7 +83,8 @@ def build_with(version: str, precision: str, tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(tensorrt_build, "fp32_node_names", lambda model: [])
     # Which layers are pinned is tests/test_fp32_pinning.py's (on a real network); here only that it is called.
     monkeypatch.setattr(tensorrt_build, "pin_fp32_layers", lambda network, trt, names: 3)
-    monkeypatch.setattr(tensorrt_build, "convert_to_fp16", lambda source, destination: Path(destination).write_bytes(b""))
+    monkeypatch.setattr(tensorrt_build, "convert_to_fp16",
+                        lambda source, destination: Path(destination).write_bytes(b""))
     onnx_path = tmp_path / "model.onnx"
     onnx_path.write_bytes(b"")  # the stand-in parser reads nothing
     metadata = ModelMetadata("mtl_cosa", "resnet18", 64)

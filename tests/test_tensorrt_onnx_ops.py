@@ -197,10 +197,8 @@ def _type_problems(node: onnx.NodeProto, entry: dict | None, types: dict, graph_
     return problems
 
 
-def _restriction_problems(node: onnx.NodeProto, checks: dict, constants: dict[str, onnx.TensorProto],
-                          types: dict, where: str) -> list[str]:
-    """The restrictions text, as encoded in the table's ``checks`` (legend in the JSON's ``checks_legend``)."""
-    attributes = _attributes(node)
+def _attribute_problems(node: onnx.NodeProto, checks: dict, attributes: dict, where: str) -> list[str]:
+    """The checks on the node's attributes and on how many outputs it uses."""
     problems = []
     for name, rule in checks.get("attribute_in", {}).items():
         value = attributes.get(name, rule["default"])
@@ -219,6 +217,13 @@ def _restriction_problems(node: onnx.NodeProto, checks: dict, constants: dict[st
     for name in checks.get("forbidden_attributes", ()):
         if name in attributes:
             problems.append(f"{where}: attribute {name} is unsupported")
+    return problems
+
+
+def _input_problems(node: onnx.NodeProto, checks: dict, attributes: dict, constants: dict[str, onnx.TensorProto],
+                    types: dict, where: str) -> list[str]:
+    """The checks on the node's inputs: which must be constants, and what the constants and ranks allow."""
+    problems = []
     for index, name in checks.get("constant_inputs", {}).items():
         index = int(index)
         if index < len(node.input) and node.input[index] and node.input[index] not in constants:
@@ -237,6 +242,14 @@ def _restriction_problems(node: onnx.NodeProto, checks: dict, constants: dict[st
                 problems.append(f"{where}: linear resize with scales {values} resizes more than the innermost "
                                 f"{limit} dimensions")
     return problems
+
+
+def _restriction_problems(node: onnx.NodeProto, checks: dict, constants: dict[str, onnx.TensorProto],
+                          types: dict, where: str) -> list[str]:
+    """The restrictions text, as encoded in the table's ``checks`` (legend in the JSON's ``checks_legend``)."""
+    attributes = _attributes(node)
+    return (_attribute_problems(node, checks, attributes, where)
+            + _input_problems(node, checks, attributes, constants, types, where))
 
 
 def _plugin_problems(node: onnx.NodeProto, where: str) -> list[str]:

@@ -108,7 +108,7 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
 class _Exploit:
     """An object whose unpickling would run code; weights_only loading must refuse it."""
 
-    def __reduce__(self):  # noqa: D105
+    def __reduce__(self) -> tuple:
         return (print, ("code ran while loading",))
 
 
@@ -133,7 +133,8 @@ def test_validation_split_keeps_near_duplicates_with_their_twins() -> None:
     from cosa_edge.train.loop import split_validation
 
     originals = make_phantom_dataset(20, seed=9, size=(64, 64))
-    twins = [dataclasses.replace(s, name=s.name + " copy", image=np.clip(s.image.astype(int) + 3, 0, 255).astype(np.uint8))
+    twins = [dataclasses.replace(s, name=s.name + " copy",
+                                 image=np.clip(s.image.astype(int) + 3, 0, 255).astype(np.uint8))
              for s in originals]
     train_part, validation = split_validation(originals + twins, tiny_config(val_fraction=0.3))
     assert validation and train_part

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 
 pytest.importorskip("tritonclient.grpc.model_config_pb2")
 
-from cosa_edge.cli import cli  # noqa: E402
-from cosa_edge.backends import open_engine  # noqa: E402
-from cosa_edge.errors import CosaEdgeError  # noqa: E402
-from cosa_edge.serve.triton_repo import export_triton, parse_config  # noqa: E402
+from cosa_edge.cli import cli
+from cosa_edge.backends import open_engine
+from cosa_edge.errors import CosaEdgeError
+from cosa_edge.serve.triton_repo import export_triton, parse_config
 
 
 def test_the_repository_s_config_reads_back_with_triton_s_schema_and_fits_the_engine(exported_onnx: Path,
@@ -38,11 +38,13 @@ def test_the_repository_s_config_reads_back_with_triton_s_schema_and_fits_the_en
     # Every engine output, with its shape less the batch dimension that max_batch_size stands for.
     assert {o.name: list(o.dims) for o in config.output} == {
         name: [int(d) for d in spec.shape[1:]] for name, spec in outputs.items()}
-    assert {o.data_type for o in config.output} == {config.input[0].data_type} and config.input[0].data_type == 11  # FP32
+    assert {o.data_type for o in config.output} == {config.input[0].data_type}
+    assert config.input[0].data_type == 11  # FP32
     assert list(config.dynamic_batching.preferred_batch_size) == [2, 4, 8]
     assert config.dynamic_batching.max_queue_delay_microseconds > 0
     assert [(g.count, g.kind) for g in config.instance_group] == [(2, 2)]  # KIND_CPU
-    assert config.model_warmup[0].batch_size == 1 and list(config.model_warmup[0].inputs["image"].dims) == [1, size, size]
+    assert config.model_warmup[0].batch_size == 1
+    assert list(config.model_warmup[0].inputs["image"].dims) == [1, size, size]
     parameters = {k: v.string_value for k, v in config.parameters.items()}
     assert json.loads(parameters["cosa_edge.graph_sha256"]) == metadata.graph_sha256
     assert json.loads(parameters["cosa_edge.intended_use"]) == metadata.intended_use
@@ -191,7 +193,8 @@ def test_the_preprocessing_model_gives_the_engine_s_input_and_answers_a_bad_fram
     colour = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
     grey = rng.integers(0, 255, (90, 100, 1), dtype=np.uint8)
     requests = [{"frame": utils.Tensor("frame", colour)},
-                {"frame": utils.Tensor("frame", colour), "roi": utils.Tensor("roi", np.array([10, 20, 100, 80], np.int32))},
+                {"frame": utils.Tensor("frame", colour),
+                 "roi": utils.Tensor("roi", np.array([10, 20, 100, 80], np.int32))},
                 {"frame": utils.Tensor("frame", grey)},
                 {"frame": utils.Tensor("frame", colour.astype(np.float32))},  # wrong type
                 {"frame": utils.Tensor("frame", colour), "roi": utils.Tensor("roi", np.array([0, 0, 0, 5], np.int32))}]

@@ -22,7 +22,9 @@ import ast
 import re
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -39,7 +41,7 @@ pytestmark = pytest.mark.skipif(_missing is not None, reason=_missing or "")
 
 
 @pytest.fixture(scope="module")
-def trt_api():
+def trt_api() -> Iterator[tuple[ModuleType, ModuleType, ModuleType]]:
     """(tensorrt, tensorrt.plugin, cosa_edge.kernels.trt_plugin), imported against the real packages."""
     with stand_in_tensorrt() as trt:
         import tensorrt.plugin as trtp
@@ -251,34 +253,42 @@ def _runtime_uses() -> list[tuple[str, str, int | None, int]]:
     return uses
 
 
+def _use_problem(trt: ModuleType, owner: str, member: str, args: int | None, line: int) -> str | None:
+    """What is wrong with one use: a member that does not exist, or a call that cannot match its signature."""
+    if owner.startswith("module:"):
+        target = trt
+        for part in owner.split(":")[1].split(".")[1:]:
+            target = getattr(target, part)
+        return None if hasattr(target, member) else f"line {line}: {owner[7:]}.{member} does not exist"
+    attribute = getattr(getattr(trt, owner), member, None)
+    if attribute is None:
+        return f"line {line}: {owner}.{member} does not exist"
+    if args is None:
+        return None
+    if isinstance(attribute, property):
+        return f"line {line}: {owner}.{member} is a property, not a method"
+    if not any(required <= args <= total for required, total in _signatures(attribute)):
+        return f"line {line}: {owner}.{member} takes {_signatures(attribute)} arguments, not {args}"
+    return None
+
+
+def _methods_read_as_attributes(trt: ModuleType, uses: list[tuple[str, str, int | None, int]]) -> list[str]:
+    """Attributes read without a call must not be methods (unless the engine also calls them somewhere)."""
+    problems = []
+    for owner, member, args, line in uses:
+        attribute = getattr(getattr(trt, owner), member, None) if not owner.startswith("module:") else None
+        if args is None and attribute is not None and callable(attribute) and not isinstance(attribute, property):
+            if not any(a is not None for o, m, a, _ in uses if (o, m) == (owner, member)):
+                problems.append(f"line {line}: {owner}.{member} is a method but is read as an attribute")
+    return problems
+
+
 def test_every_runtime_call_of_the_engine_exists_with_that_many_arguments() -> None:
     with stand_in_tensorrt() as trt:
         uses = _runtime_uses()
         assert {u[0] for u in uses} >= {"ICudaEngine", "IExecutionContext", "Runtime"}, uses
-        problems = []
-        for owner, member, args, line in uses:
-            if owner.startswith("module:"):
-                target = trt
-                for part in owner.split(":")[1].split(".")[1:]:
-                    target = getattr(target, part)
-                if not hasattr(target, member):
-                    problems.append(f"line {line}: {owner[7:]}.{member} does not exist")
-                continue
-            cls = getattr(trt, owner)
-            attribute = getattr(cls, member, None)
-            if attribute is None:
-                problems.append(f"line {line}: {owner}.{member} does not exist")
-            elif args is None:
-                continue
-            elif isinstance(attribute, property):
-                problems.append(f"line {line}: {owner}.{member} is a property, not a method")
-            elif not any(required <= args <= total for required, total in _signatures(attribute)):
-                problems.append(f"line {line}: {owner}.{member} takes {_signatures(attribute)} arguments, not {args}")
-        for owner, member, args, line in uses:  # attributes read without a call must not be methods
-            attribute = getattr(getattr(trt, owner), member, None) if not owner.startswith("module:") else None
-            if args is None and attribute is not None and callable(attribute) and not isinstance(attribute, property):
-                if not any(a is not None for o, m, a, _ in uses if (o, m) == (owner, member)):
-                    problems.append(f"line {line}: {owner}.{member} is a method but is read as an attribute")
+        problems = [problem for use in uses if (problem := _use_problem(trt, *use)) is not None]
+        problems += _methods_read_as_attributes(trt, uses)
         assert not problems, "\n".join(problems)
         # The members the engine reads as plain attributes really are properties.
         assert isinstance(trt.ICudaEngine.num_io_tensors, property)

@@ -10,17 +10,21 @@ count is the same for both.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._optional import require
+
+if TYPE_CHECKING:  # the `export` extra, imported through require() where it is used
+    import onnx
 
 #: ONNX Runtime's offline optimisation fuses activations into these (same inputs, same arithmetic).
 FUSED = {"FusedConv": "Conv", "FusedMatMul": "MatMul", "FusedGemm": "Gemm"}
 COUNTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", *FUSED)
 
 
-def _shapes(model) -> dict[str, tuple[int, ...]]:  # noqa: ANN001
+def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     """The shapes of the counted nodes' inputs and outputs, by running the graph once on one blank image.
 
     ONNX's static shape inference stops at the COSA region maps (their shapes depend on computed
@@ -50,11 +54,32 @@ def _shapes(model) -> dict[str, tuple[int, ...]]:  # noqa: ANN001
     return shapes
 
 
-def _attribute(node, name: str, default: int) -> int:  # noqa: ANN001
+def _attribute(node: onnx.NodeProto, name: str, default: int) -> int:
     for attribute in node.attribute:
         if attribute.name == name:
             return int(attribute.i)
     return default
+
+
+def _operations(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> int | None:
+    """Two per multiply-add of one counted node, or None where a shape it needs is unknown."""
+    kind = FUSED.get(node.op_type, node.op_type)
+    out = shapes.get(node.output[0])
+    weights = shapes.get(node.input[1])  # a weight tensor, or (MatMul) the right-hand activations
+    if out is None or weights is None:
+        return None
+    if kind == "Conv":  # weights (Cout, Cin/group, kh, kw); out (N, Cout, H, W)
+        return 2 * int(np.prod(out)) * int(np.prod(weights[1:]))
+    left = shapes.get(node.input[0])
+    if left is None:
+        return None
+    if kind == "ConvTranspose":  # weights (Cin, Cout/group, kh, kw): each input pixel spreads
+        return 2 * int(np.prod(left)) * int(np.prod(weights[1:]))
+    if kind == "MatMul":
+        return 2 * int(np.prod(out)) * int(left[-1])
+    # Gemm: A (M, K) or its transpose
+    inner = left[0] if _attribute(node, "transA", 0) else left[-1]
+    return 2 * int(np.prod(out)) * int(inner)
 
 
 def gflop_per_image(path: Path) -> float | None:
@@ -63,33 +88,14 @@ def gflop_per_image(path: Path) -> float | None:
     model = onnx.load(str(path))
     try:
         shapes = _shapes(model)
-    except Exception:  # noqa: BLE001  (a graph ONNX Runtime cannot run here: no figure rather than a wrong one)
+    except Exception:  # a graph ONNX Runtime cannot run here: no figure rather than a wrong one
         return None
     total = 0
     for node in model.graph.node:
         if node.op_type not in COUNTED_OPS:
             continue
-        kind = FUSED.get(node.op_type, node.op_type)
-        out = shapes.get(node.output[0])
-        weights = shapes.get(node.input[1])  # a weight tensor, or (MatMul) the right-hand activations
-        if out is None or weights is None:
+        operations = _operations(node, shapes)
+        if operations is None:
             return None
-        if kind == "Conv":  # weights (Cout, Cin/group, kh, kw); out (N, Cout, H, W)
-            total += 2 * int(np.prod(out)) * int(np.prod(weights[1:]))
-        elif kind == "ConvTranspose":  # weights (Cin, Cout/group, kh, kw): each input pixel spreads
-            source = shapes.get(node.input[0])
-            if source is None:
-                return None
-            total += 2 * int(np.prod(source)) * int(np.prod(weights[1:]))
-        elif kind == "MatMul":
-            left = shapes.get(node.input[0])
-            if left is None:
-                return None
-            total += 2 * int(np.prod(out)) * int(left[-1])
-        else:  # Gemm: A (M, K) or its transpose
-            left = shapes.get(node.input[0])
-            if left is None:
-                return None
-            inner = left[0] if _attribute(node, "transA", 0) else left[-1]
-            total += 2 * int(np.prod(out)) * int(inner)
+        total += operations
     return total / 1e9

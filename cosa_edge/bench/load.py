@@ -17,12 +17,17 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import CosaEdgeError, first_line
 from .stats import LatencySummary, summarise_latencies
+
+if TYPE_CHECKING:  # the `triton` extra, which a load test needs anyway
+    from tritonclient.grpc import InferResult
+
+    from ..serve.client import TritonServerEngine
 
 #: Seconds of load before each measured window, so that the server's batcher and caches settle.
 WARMUP_S = 1.0
@@ -56,14 +61,50 @@ def parse_concurrency(text: str) -> list[int]:
     return levels
 
 
-def _load_at(engine, frames: np.ndarray, concurrency: int, duration_s: float, warmup_s: float) -> LoadResult:  # noqa: ANN001
+class _Tally:
+    """The measured requests' counts and latencies; gRPC's callback threads update them under one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.sent = self.answered = self.failed = 0
+        self.last_answer = 0.0  # when the last measured request was answered: the end of the measured window
+
+    def count_sent(self) -> None:
+        with self.lock:
+            self.sent += 1
+
+    def count_answer(self, sent_at: float, done: float, error: BaseException | None) -> None:
+        with self.lock:
+            self.last_answer = max(self.last_answer, done)
+            if error is not None:
+                self.failed += 1
+                self.errors[first_line(error)] += 1
+            else:
+                self.answered += 1
+                self.latencies.append((done - sent_at) * 1000.0)
+
+    def result(self, concurrency: int, duration_s: float, start_measuring: float) -> LoadResult:
+        """The level's result once every request has an answer or has timed out; the rest count as lost."""
+        window = max(self.last_answer - start_measuring, 1e-9)
+        with self.lock:
+            sent, answered, failed = self.sent, self.answered, self.failed
+        lost = sent - answered - failed
+        if lost:
+            self.errors[f"no answer within {ANSWER_TIMEOUT_S:.0f} s"] += lost
+            failed += lost
+        return LoadResult(concurrency=concurrency, duration_s=duration_s, sent=sent, answered=answered, errors=failed,
+                          throughput=answered / window,
+                          latency_ms=summarise_latencies(self.latencies) if self.latencies else None,
+                          error_kinds=dict(self.errors))
+
+
+def _load_at(engine: TritonServerEngine, frames: np.ndarray, concurrency: int, duration_s: float,
+             warmup_s: float) -> LoadResult:
     """``engine``: a :class:`cosa_edge.serve.client.TritonServerEngine` (its client, model and input builder)."""
-    lock = threading.Lock()
     slots = threading.Semaphore(concurrency)
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
-    counts = {"sent": 0, "answered": 0, "failed": 0}
-    last_answer = [0.0]  # when the last measured request was answered: the end of the measured window
+    tally = _Tally()
     start_measuring = time.perf_counter() + warmup_s
     stop_sending = start_measuring + duration_s
     inputs = [engine.request_input(frames[i:i + 1]) for i in range(len(frames))]
@@ -72,22 +113,14 @@ def _load_at(engine, frames: np.ndarray, concurrency: int, duration_s: float, wa
         sent_at = time.perf_counter()
         measured = sent_at >= start_measuring
 
-        def callback(result, error) -> None:  # noqa: ANN001
+        def callback(result: InferResult | None, error: BaseException | None) -> None:
             done = time.perf_counter()
-            with lock:
-                if measured:
-                    last_answer[0] = max(last_answer[0], done)
-                    if error is not None:
-                        counts["failed"] += 1
-                        errors[first_line(error)] += 1
-                    else:
-                        counts["answered"] += 1
-                        latencies.append((done - sent_at) * 1000.0)
+            if measured:
+                tally.count_answer(sent_at, done, error)
             slots.release()
 
         if measured:
-            with lock:
-                counts["sent"] += 1
+            tally.count_sent()
         try:
             engine.client.async_infer(engine.model, [inputs[index % len(inputs)]], callback,
                                       client_timeout=ANSWER_TIMEOUT_S)
@@ -103,19 +136,10 @@ def _load_at(engine, frames: np.ndarray, concurrency: int, duration_s: float, wa
     for _ in range(concurrency):
         if not slots.acquire(timeout=ANSWER_TIMEOUT_S + 5.0):
             break
-    window = max(last_answer[0] - start_measuring, 1e-9)
-    with lock:
-        sent, answered, failed = counts["sent"], counts["answered"], counts["failed"]
-    lost = sent - answered - failed
-    if lost:
-        errors[f"no answer within {ANSWER_TIMEOUT_S:.0f} s"] += lost
-        failed += lost
-    return LoadResult(concurrency=concurrency, duration_s=duration_s, sent=sent, answered=answered, errors=failed,
-                      throughput=answered / window, latency_ms=summarise_latencies(latencies) if latencies else None,
-                      error_kinds=dict(errors))
+    return tally.result(concurrency, duration_s, start_measuring)
 
 
-def load_test(engine, frames: np.ndarray, levels: list[int], duration_s: float = 10.0,  # noqa: ANN001
+def load_test(engine: TritonServerEngine, frames: np.ndarray, levels: list[int], duration_s: float = 10.0,
               warmup_s: float = WARMUP_S, progress: bool = True) -> list[LoadResult]:
     """Throughput and latency at each concurrency in ``levels``; ``frames``: prepared (N, 1, S, S) float32."""
     if len(frames) == 0:

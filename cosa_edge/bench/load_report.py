@@ -28,7 +28,8 @@ def markdown_load_report(load: list[LoadResult], local: list[BenchResult], serve
     best_local = max((r.throughput for r in local), default=None)
     ratio_note = f"; ratio: throughput over the local engine's best ({best_local:.1f} images/s)" if best_local else ""
     lines += [f"## Throughput and latency by concurrency{ratio_note}", "",
-              "| concurrency | sent | answered | errors | answers/s | p50 ms | p90 ms | p95 ms | p99 ms | max ms | ratio |",
+              "| concurrency | sent | answered | errors | answers/s | p50 ms | p90 ms | p95 ms | p99 ms | max ms | "
+              "ratio |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in load:
         s = r.latency_ms

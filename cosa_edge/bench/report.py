@@ -165,8 +165,9 @@ def _plot(results: list[BenchResult], path: Path, kind: str) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def write_report(results: list[BenchResult], out_dir: Path, system: dict[str, Any], pipeline: dict[str, Any] | None = None,
-                 baseline_name: str | None = None, method: dict[str, Any] | None = None) -> list[Path]:
+def write_report(results: list[BenchResult], out_dir: Path, system: dict[str, Any],
+                 pipeline: dict[str, Any] | None = None, baseline_name: str | None = None,
+                 method: dict[str, Any] | None = None) -> list[Path]:
     """report.json, report.md and two plots in ``out_dir``; ``method`` holds the options the numbers came from."""
     out_dir = Path(out_dir)
     atomic_write_json(out_dir / "report.json", {"intended_use": INTENDED_USE, "system": system, "method": method,

@@ -40,7 +40,8 @@ class BenchResult:
     def to_dict(self) -> dict[str, Any]:
         return {"engine": self.engine, "backend": self.backend, "precision": self.precision,
                 "batch_size": self.batch_size, "latency_ms": self.latency_ms.to_dict(), "throughput": self.throughput,
-                "stages_ms": {k: v.to_dict() for k, v in self.stages_ms.items()}, "ratio_to_baseline": self.ratio_to_baseline,
+                "stages_ms": {k: v.to_dict() for k, v in self.stages_ms.items()},
+                "ratio_to_baseline": self.ratio_to_baseline,
                 "gflop_per_image": self.gflop_per_image, "gflops": self.gflops, "accuracy": self.accuracy}
 
 

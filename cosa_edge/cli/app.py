@@ -1,4 +1,5 @@
-"""The ``cosa-edge`` group: one-line errors for what the user can fix, the intended use in every help, the entry point."""
+"""The ``cosa-edge`` group: one-line errors for what the user can fix, the intended use in every help, the entry
+point."""
 
 from __future__ import annotations
 

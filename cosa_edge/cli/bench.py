@@ -21,7 +21,8 @@ from .options import overwrite_option
 @click.option("--model", "model_name", default="cosa_edge", show_default=True, help="The model's name on --server.")
 @click.option("--concurrency", default="1,4,16", show_default=True,
               help="With --server: comma-separated numbers of requests kept in flight.")
-@click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM certificate authority of a TLS server.")
+@click.option("--tls-ca", type=click.Path(dir_okay=False),
+              help="With --server: PEM certificate authority of a TLS server.")
 @click.option("--baseline", type=click.Path(dir_okay=False),
               help="Checkpoint (.pt) measured as PyTorch eager FP32; ratios are against it.")
 @click.option("--report", "report_dir", required=True, type=click.Path(file_okay=False), help="Folder for the report.")
@@ -80,7 +81,8 @@ def bench(engines: tuple[str, ...], server: str | None, model_name: str, concurr
         raise CosaEdgeError("--no-annotated-video says how to run the pipeline of --video; give --video too")
     if server:
         if baseline or video or check_data:
-            raise CosaEdgeError("--server load-tests a server; --baseline, --video and --check-data are for local engines")
+            raise CosaEdgeError("--server load-tests a server; --baseline, --video and --check-data are for local "
+                                "engines")
         if len(engines) > 1:
             raise CosaEdgeError("with --server, --engine names the one served engine (measured locally for comparison)")
         files = run_server_bench(ServerBench(server, model_name, Path(report_dir), concurrency,

@@ -24,7 +24,8 @@ from .options import overwrite_option
               help="Images for the ONNX Runtime vs PyTorch check (a data spec); 'none' skips it.")
 @click.option("--cv-results", type=click.Path(dir_okay=False),
               help="A `cosa-edge cv` results.json of the same architecture: its per-fold figures go into the model "
-                   "card (mean ± SD, min–max). Without it the card says that no cross-validated performance is attached.")
+                   "card (mean ± SD, min–max). Without it the card says that no cross-validated performance is "
+                   "attached.")
 @overwrite_option
 @research_use
 def export_command(checkpoint: str, output: str, opset: int, cosa_op: str, parity_data: str,
@@ -66,13 +67,15 @@ def export_command(checkpoint: str, output: str, opset: int, cosa_op: str, parit
               help="Engine file: NAME.engine for TensorRT, NAME.onnx for ONNX Runtime (and for TensorRT-ready INT8), "
                    "NAME.xml for OpenVINO.")
 @click.option("--target", type=click.Choice(list(TARGETS)), default=None,
-              help="Runtime to build for (default: tensorrt where tensorrt and pycuda are installed, else onnxruntime).")
+              help="Runtime to build for (default: tensorrt where tensorrt and pycuda are installed, "
+                   "else onnxruntime).")
 @click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default=None,
               help="Default: fp16 for TensorRT, fp32 for ONNX Runtime and OpenVINO (CPUs gain little from FP16). "
                    "int8 needs --calib-data.")
 @click.option("--batch", default="1:4:8", show_default=True, help="MIN:OPT:MAX batch sizes of the TensorRT profile.")
 @click.option("--workspace", type=float, default=2.0, show_default=True, help="TensorRT builder workspace in GiB.")
-@click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache (default: beside the engine).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False),
+              help="TensorRT timing cache (default: beside the engine).")
 @click.option("--check-data", default=None,
               help="Images to compare the engine with the FP32 model on (a data spec); 'none' skips it (not for int8). "
                    "Default: phantom:8; for int8 the test images of --split, else the --calib-data images not drawn "
@@ -119,7 +122,8 @@ def build_engine_command(onnx_model: str, output: str, target: str | None, preci
     calib_file = calib_data if calib_data and calib_data.lower().endswith(".npy") else None
     guard_outputs({"ONNX_MODEL": onnx_model, "--calib-data": calib_file or data_spec_folder(calib_data),
                    "--check-data": data_spec_folder(check_data), "--split": parse_split(split)[0] if split else None},
-                  {"-o": engine_files(output), "--timing-cache": (timing_cache or runtime.timing_cache_for(Path(output)))
+                  {"-o": engine_files(output),
+                   "--timing-cache": (timing_cache or runtime.timing_cache_for(Path(output)))
                    if runtime.timing_cache else None},
                   overwrite=overwrite, updated=("--timing-cache",))
     from ..engines.build import BatchRange, build_engine, describe

@@ -24,7 +24,8 @@ from .options import overwrite_option
 @click.option("--model", "model_name", default="cosa_edge", show_default=True, help="The model's name on --server.")
 @click.option("--in-flight", type=click.IntRange(min=1), default=8, show_default=True,
               help="With --server: frames sent at once, so that round trips do not set the pace.")
-@click.option("--tls-ca", type=click.Path(dir_okay=False), help="With --server: PEM certificate authority of a TLS server.")
+@click.option("--tls-ca", type=click.Path(dir_okay=False),
+              help="With --server: PEM certificate authority of a TLS server.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Annotated video (or image, for an image source).")
 @click.option("--results", type=click.Path(dir_okay=False), help="JSONL file, one record per frame.")
 @click.option("--roi", help="x,y,w,h: analyse only this part of the frame (crops a scanner's text and rulers); "
@@ -74,7 +75,8 @@ def infer(source: str, engine_path: str | None, backend: str | None, server: str
     from ..stream.run import infer_source, parse_pixel_spacing, parse_roi
 
     if out is None and results is None and dicom_seg is None and dicom_sr is None:
-        raise CosaEdgeError("nothing to write: give --out (annotated video), --results (JSONL), --dicom-seg or --dicom-sr")
+        raise CosaEdgeError("nothing to write: give --out (annotated video), --results (JSONL), --dicom-seg or "
+                            "--dicom-sr")
     if (engine_path is None) == (server is None):
         raise CosaEdgeError("give --engine (a local engine) or --server (a Triton server), one of the two")
     from ..engines import engine_files

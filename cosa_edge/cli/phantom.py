@@ -16,7 +16,8 @@ from .options import overwrite_option
 @click.option("--count", type=click.IntRange(min=1), default=48, show_default=True, help="Number of images.")
 @click.option("--size", type=click.IntRange(min=32), default=256, show_default=True, help="Image size in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--video/--no-video", default=True, show_default=True, help="Also render a probe-sweep video (sweep.mp4).")
+@click.option("--video/--no-video", default=True, show_default=True,
+              help="Also render a probe-sweep video (sweep.mp4).")
 @click.option("--frames", type=click.IntRange(min=1), default=120, show_default=True, help="Frames of the video.")
 @click.option("--frame-size", default="256x320", show_default=True, help="HEIGHTxWIDTH of the video's frames.")
 @click.option("--dicom", is_flag=True, help="Also write the sweep as a DICOM cine loop (sweep.dcm: JPEG frames, "

@@ -18,7 +18,8 @@ from .options import DATA_HELP, config_from_options, overwrite_option, training_
 @click.option("--model", "architecture", help="Architecture (default: the preset's, mtl_cosa); see `cosa-edge models`.")
 @click.option("--val-fraction", type=click.FloatRange(0, 0.9), help="Share of each class held out to pick best.pt.")
 @click.option("--sync-bn", "sync_batchnorm", is_flag=True, help="SyncBatchNorm across GPUs (DDP on CUDA).")
-@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run folder for checkpoints and log.")
+@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="Run folder for checkpoints and log.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes per node; more than 1 trains with DistributedDataParallel through torchrun.")
@@ -92,7 +93,8 @@ def evaluate(checkpoint: str, data_spec: str, split: str, out_dir: str | None, d
     if out_dir:
         atomic_write_json(Path(out_dir) / "metrics.json", metrics)
         results = {config.model.architecture: {"folds": [metrics], "aggregate": aggregate([metrics])}}
-        write_tables(results, data_spec, Path(out_dir), preamble=f"Evaluation of `{checkpoint}` on `{data_spec}` ({split}).")
+        write_tables(results, data_spec, Path(out_dir),
+                     preamble=f"Evaluation of `{checkpoint}` on `{data_spec}` ({split}).")
         click.echo(f"wrote {out_dir}/metrics.json and tables.md")
 
 
@@ -109,8 +111,10 @@ def _rounded(obj: Any) -> Any:
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--models", default=None,
               help="Comma-separated architectures to compare, or 'all' for the paper's seven (default: the preset's).")
-@click.option("--no-group-duplicates", is_flag=True, help="Split at random instead of keeping near-duplicates in one fold.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for folds, runs and tables.")
+@click.option("--no-group-duplicates", is_flag=True,
+              help="Split at random instead of keeping near-duplicates in one fold.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for folds, runs and tables.")
 def cv(preset: str, data_spec: str, folds: int, models: str | None, no_group_duplicates: bool, out_dir: str,
        **overrides: Any) -> None:
     """Stratified k-fold cross-validation; writes the paper's Tables 1 and 2 and ROC curves.

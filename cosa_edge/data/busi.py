@@ -59,12 +59,15 @@ def load_busi(path: Path, progress: bool = True, include_normal: bool = False) -
         raise CosaEdgeError(f"BUSI folder {root} has no images in benign/ or malignant/")
 
     samples = []
-    for image_path, label in progress_bar(image_paths, desc="reading BUSI", unit="img", disable=not progress, leave=False):
+    for image_path, label in progress_bar(image_paths, desc="reading BUSI", unit="img", disable=not progress,
+                                          leave=False):
         image = read_grey(image_path)
         mask_paths = sorted(image_path.parent.glob(f"{glob_escape(image_path.stem)}_mask*.png"))
-        mask_paths = [p for p in mask_paths if _MASK_SUFFIX.search(p.stem) and p.stem.startswith(image_path.stem + "_mask")]
+        mask_paths = [p for p in mask_paths
+                      if _MASK_SUFFIX.search(p.stem) and p.stem.startswith(image_path.stem + "_mask")]
         if not mask_paths:
-            raise CosaEdgeError(f"image {image_path} has no mask ({image_path.stem}_mask.png); add it or remove the image")
+            raise CosaEdgeError(f"image {image_path} has no mask ({image_path.stem}_mask.png); add it or remove the "
+                                "image")
         mask = union_of_masks(mask_paths, image.shape)
         if label == NO_LESION and mask.any():
             raise CosaEdgeError(f"{image_path} is in BUSI's normal/ folder but its mask marks a lesion; "

@@ -167,7 +167,7 @@ def pixel_data_layout(path: Path, dataset: Any) -> PixelDataLayout | None:
             present = handle.tell() - start
     except (OSError, ValueError, EOFError, struct.error):
         return None
-    except Exception:  # noqa: BLE001  (pydicom's own errors on a damaged header: the header check says those)
+    except Exception:  # pydicom's own errors on a damaged header: the header check says those
         return None
     frame_bytes = _native_frame_bytes(dataset)
     if frame_bytes is None:

@@ -34,14 +34,15 @@ def load_folder(path: Path, progress: bool = True) -> list[Sample]:
     root = Path(path)
     labels_path = root / "labels.csv"
     if not (root / "images").is_dir() or not (root / "masks").is_dir() or not labels_path.is_file():
-        raise CosaEdgeError(f"{root} is not an images/ + masks/ + labels.csv folder (see cosa_edge/data/folder.py for the layout)")
+        raise CosaEdgeError(f"{root} is not an images/ + masks/ + labels.csv folder (see cosa_edge/data/folder.py for "
+                            "the layout)")
     try:
         with labels_path.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.DictReader(handle))
     except UnicodeDecodeError as exc:  # found by fuzzing: a traceback before (docs/fuzzing.md)
         raise CosaEdgeError(f"{labels_path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position "
                             f"{exc.start}); save it as a UTF-8 CSV file") from None
-    except csv.Error as exc:  # a NUL byte, a broken quote: not a CSV file
+    except csv.Error as exc:  # a field past the csv module's limit, a broken quote: not a CSV file
         raise CosaEdgeError(f"{labels_path} is not a readable CSV file ({exc}); save it as a UTF-8 CSV file with "
                             "the columns image and label") from None
     if not rows or "image" not in rows[0] or "label" not in rows[0]:
@@ -58,7 +59,8 @@ def load_folder(path: Path, progress: bool = True) -> list[Sample]:
                            if (root / "images" / (stem + s)).is_file()), None)
         if image_path is None:
             raise CosaEdgeError(f"{labels_path} lists {row['image']} but images/ has no such image")
-        mask_path = next((root / "masks" / (stem + s) for s in IMAGE_SUFFIXES if (root / "masks" / (stem + s)).is_file()), None)
+        mask_path = next((root / "masks" / (stem + s) for s in IMAGE_SUFFIXES
+                          if (root / "masks" / (stem + s)).is_file()), None)
         if mask_path is None:
             raise CosaEdgeError(f"image {image_path} has no mask in masks/ (expected masks/{stem}.png)")
         image = read_grey(image_path)

@@ -50,7 +50,8 @@ def _decode(path: Path) -> np.ndarray:
         raise CosaEdgeError(f"cannot decode image {path}: OpenCV refused it ({first_line(exc)}); replace or "
                             "remove it") from None
     if image is None:
-        raise CosaEdgeError(f"cannot decode image {path}: the file is empty, truncated or not an image; replace or remove it")
+        raise CosaEdgeError(f"cannot decode image {path}: the file is empty, truncated or not an image; replace or "
+                            "remove it")
     return image
 
 

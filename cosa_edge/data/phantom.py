@@ -87,7 +87,8 @@ def tissue_echogenicity(rng: np.random.Generator, height: int, width: int, view:
     gland_end = rng.uniform(0.72, 0.85) + lateral_wave
     echo = np.where(depth < skin, 1.2, np.where(depth < fat_end, 0.35, np.where(depth < gland_end, 0.75, 0.55)))
     echo = echo.astype(np.float32) * (1.0 + 0.18 * _smooth_noise(rng, (height, width), view / 20))
-    muscle_stripes = 1.0 + 0.2 * np.sin(np.arange(height)[:, None] / height * 60 + _smooth_noise(rng, (height, width), 8))
+    muscle_stripes = 1.0 + 0.2 * np.sin(np.arange(height)[:, None] / height * 60
+                                        + _smooth_noise(rng, (height, width), 8))
     return np.where(depth >= gland_end, echo * muscle_stripes, echo).astype(np.float32)
 
 
@@ -244,7 +245,8 @@ def phantom_sweep(seed: int, frames: int = 120, size: tuple[int, int] = (256, 32
         frame_rng = np.random.default_rng([seed, index])
         # Mixing the fields (not their amplitudes) keeps the speckle Rayleigh-distributed, as in the still
         # phantoms: amplitudes averaged have less contrast, which the out-of-distribution score notices.
-        mixed = speckle_from(_KEPT * real[:, window] + _FRESH * fresh_real, _KEPT * imag[:, window] + _FRESH * fresh_imag)
+        mixed = speckle_from(_KEPT * real[:, window] + _FRESH * fresh_real,
+                             _KEPT * imag[:, window] + _FRESH * fresh_imag)
         image = render_bmode(echo[:, window], mixed, frame_rng)
         yield SweepFrame(index=index, image=image, mask=wide_mask[:, window].copy())
 

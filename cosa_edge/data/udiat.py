@@ -48,10 +48,12 @@ def _image_stem(value: str) -> str:
 def load_udiat(path: Path, progress: bool = True) -> list[Sample]:
     root = Path(path)
     if not (root / "original").is_dir() or not (root / "GT").is_dir():
-        raise CosaEdgeError(f"{root} is not in Dataset B's layout: expected original/, GT/ and DatasetB.xlsx (or DatasetB.csv)")
+        raise CosaEdgeError(f"{root} is not in Dataset B's layout: expected original/, GT/ and DatasetB.xlsx (or "
+                            "DatasetB.csv)")
     sheets = [root / name for name in ("DatasetB.xlsx", "DatasetB.csv") if (root / name).is_file()]
     if not sheets:
-        raise CosaEdgeError(f"{root} has no label sheet: expected DatasetB.xlsx or DatasetB.csv with columns Image and Type")
+        raise CosaEdgeError(f"{root} has no label sheet: expected DatasetB.xlsx or DatasetB.csv with columns Image and "
+                            "Type")
     rows = _read_label_rows(sheets[0])
     if not rows or "Image" not in rows[0] or "Type" not in rows[0]:
         raise CosaEdgeError(f"label sheet {sheets[0]} needs the columns Image and Type (Benign/Malignant)")
@@ -60,7 +62,8 @@ def load_udiat(path: Path, progress: bool = True) -> list[Sample]:
     for row in progress_bar(rows, desc="reading Dataset B", unit="img", disable=not progress, leave=False):
         label = _TYPE_TO_LABEL.get(row["Type"].lower())
         if label is None:
-            raise CosaEdgeError(f"{sheets[0]}: image {row['Image']} has Type {row['Type']!r}; expected Benign or Malignant")
+            raise CosaEdgeError(f"{sheets[0]}: image {row['Image']} has Type {row['Type']!r}; expected Benign or "
+                                "Malignant")
         stem = _image_stem(row["Image"])
         image = read_grey(root / "original" / f"{stem}.png")
         mask_path = root / "GT" / f"{stem}.png"

@@ -82,13 +82,14 @@ class Engine(abc.ABC):
             self.infer(dummy)
         return time.perf_counter() - started
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (not abstract: engines that hold nothing keep this no-op)
         """Release the runtime's resources (sessions, contexts, device memory)."""
 
     def __enter__(self) -> Engine:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def describe(self) -> str:

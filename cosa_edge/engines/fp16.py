@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._optional import require
 from ..contract import ModelMetadata
 from .artifact import read_verified_onnx, write_model_with_metadata
+
+if TYPE_CHECKING:  # the `export` extra, imported through require() where it is used
+    import onnx
 
 FP32_OPS = ("Softmax",)
 REGION_SCOPE = "/model/cosa/"
 OOD_SCOPE = "/ood/"  # the Mahalanobis score: squared distances over hundreds of dimensions overflow FP16
 
 
-def fp32_node_names(model) -> list[str]:  # noqa: ANN001
+def fp32_node_names(model: onnx.ModelProto) -> list[str]:
     """Nodes kept in FP32: the region-map step (COSA's own nodes outside its attention blocks, and the plugin
     node) and the out-of-distribution score."""
     return [node.name for node in model.graph.node
@@ -37,7 +41,7 @@ def fp32_node_names(model) -> list[str]:  # noqa: ANN001
             or node.name.startswith(OOD_SCOPE)]
 
 
-def _restore_fp32_resize_scales(model) -> None:  # noqa: ANN001
+def _restore_fp32_resize_scales(model: onnx.ModelProto) -> None:
     """Give Resize back its FP32 ``scales``: ONNX types that input as float whatever the data's type.
 
     The converter turns every float constant into FP16, the decoder's constant scale factors (2.0,

@@ -158,12 +158,14 @@ def _quiet_quantizer() -> Iterator[None]:
 
 def _check_source(model: Any, metadata: ModelMetadata, source: Path) -> None:
     if metadata.precision != "fp32" or is_quantized(model):
-        raise CosaEdgeError(f"{source} is already {metadata.precision if metadata.precision != 'fp32' else 'quantized'}; "
+        raise CosaEdgeError(f"{source} is already "
+                            f"{metadata.precision if metadata.precision != 'fp32' else 'quantized'}; "
                             "quantize the FP32 export (`cosa-edge export`), not an engine built from it")
 
 
 def quantize_int8(source: Path, destination: Path, calibration: CalibrationImages, scheme: Int8Scheme,
-                  method: str = DEFAULT_CALIBRATION_METHOD, extra_metadata: dict[str, Any] | None = None) -> ModelMetadata:
+                  method: str = DEFAULT_CALIBRATION_METHOD,
+                  extra_metadata: dict[str, Any] | None = None) -> ModelMetadata:
     """Write an INT8 QDQ copy of the FP32 export ``source``; inputs and outputs stay float32 (the contract)."""
     onnx = require("onnx")
     ort = require("onnxruntime")

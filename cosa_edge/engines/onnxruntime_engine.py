@@ -6,6 +6,8 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,11 +20,14 @@ from .fp16 import convert_to_fp16
 from .int8_arithmetic import ASYMMETRIC_SCHEME, onnxruntime_session_entries, warn_if_checked_on_another_cpu
 from .plugin_fallback import PLUGIN_OP, replace_plugin_nodes
 
+if TYPE_CHECKING:  # the `export` extra, imported through require() where it is used
+    import onnxruntime
+
 NAME = "onnxruntime"
 SUFFIX = ".onnx"
 
 
-def _providers(ort, requested: str) -> list[str]:  # noqa: ANN001
+def _providers(ort: ModuleType, requested: str) -> list[str]:
     available = ort.get_available_providers()
     if requested == "cpu":
         return ["CPUExecutionProvider"]
@@ -55,6 +60,26 @@ def _with_standard_region_maps(data: bytes) -> bytes:
     model = onnx.load_from_string(data)
     replace_plugin_nodes(model)
     return model.SerializeToString()
+
+
+def _session(ort: ModuleType, path: Path, data: bytes, options: onnxruntime.SessionOptions,
+             providers: list[str]) -> onnxruntime.InferenceSession:
+    """ONNX Runtime's session of the checked bytes ``data`` (read from ``path``), or one clear error."""
+    try:
+        return ort.InferenceSession(data, sess_options=options, providers=providers)
+    except CosaEdgeError:
+        raise
+    except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
+        if PLUGIN_OP not in str(exc):
+            raise _load_error(path, exc) from None
+    # A `--cosa-op plugin` export: ONNX Runtime has no kernel for the TensorRT plugin node, so
+    # it runs the same computation as standard ops (tests check the two agree exactly).
+    try:
+        return ort.InferenceSession(_with_standard_region_maps(data), sess_options=options, providers=providers)
+    except CosaEdgeError:
+        raise
+    except Exception as retry:
+        raise _load_error(path, retry) from None
 
 
 class OnnxRuntimeEngine(Engine):
@@ -90,22 +115,7 @@ class OnnxRuntimeEngine(Engine):
         chosen_entries = onnxruntime_session_entries(quantization) if session_entries is None else session_entries
         for key, value in chosen_entries.items():
             options.add_session_config_entry(key, value)
-        try:
-            session = ort.InferenceSession(data, sess_options=options, providers=chosen)
-        except CosaEdgeError:
-            raise
-        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
-            if PLUGIN_OP not in str(exc):
-                raise _load_error(path, exc) from None
-            # A `--cosa-op plugin` export: ONNX Runtime has no kernel for the TensorRT plugin node, so
-            # it runs the same computation as standard ops (tests check the two agree exactly).
-            try:
-                session = ort.InferenceSession(_with_standard_region_maps(data), sess_options=options,
-                                               providers=chosen)
-            except CosaEdgeError:
-                raise
-            except Exception as retry:
-                raise _load_error(path, retry) from None
+        session = _session(ort, path, data, options, chosen)
         metadata = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
         super().__init__(path, metadata)
         warn_if_checked_on_another_cpu(metadata, path)

@@ -111,9 +111,9 @@ def check_version(build: dict[str, Any], installed: str, path: Path) -> None:
     """A model runs on the OpenVINO release that built it: another release may read it differently or not at all."""
     built = build.get("openvino_version", "?")
     if release(built) != release(installed):
-        raise CosaEdgeError(f"{path} was built with OpenVINO {release(built)} but this machine has {release(installed)}; "
-                            "build it again here with `cosa-edge build-engine --target openvino` (or install "
-                            f"openvino=={release(built)}.*)")
+        raise CosaEdgeError(f"{path} was built with OpenVINO {release(built)} but this machine has "
+                            f"{release(installed)}; build it again here with `cosa-edge build-engine --target "
+                            f"openvino` (or install openvino=={release(built)}.*)")
 
 
 class OpenVinoEngine(Engine):
@@ -181,4 +181,5 @@ RUNTIME = Runtime(
     name=NAME, label="OpenVINO", open=OpenVinoEngine, suffixes=(SUFFIX,), default_file="model.xml", build=_build,
     precisions=("fp32", "int8"), default_precision="fp32", sidecar=True, companions=(".bin",),
     # OpenVINO reads the QDQ graph that ONNX Runtime's scheme writes (unsigned activations, asymmetric).
-    int8_scheme=ASYMMETRIC_SCHEME, int8_engine="converted", plugin_problem=lambda: "OpenVINO has no kernel for the COSA plugin node")
+    int8_scheme=ASYMMETRIC_SCHEME, int8_engine="converted",
+    plugin_problem=lambda: "OpenVINO has no kernel for the COSA plugin node")

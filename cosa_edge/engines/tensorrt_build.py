@@ -11,7 +11,8 @@ import platform
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from .._optional import require
@@ -20,6 +21,9 @@ from ..errors import CosaEdgeError
 from ..fileio import atomic_write_bytes, atomic_write_json
 from .base import TIMING_CACHE_SUFFIX, BuildOptions, BuildResult
 from .fp16 import convert_to_fp16, fp32_node_names
+
+if TYPE_CHECKING:  # an optional import (the `tensorrt` extras), required where an engine is built
+    import tensorrt
 
 #: The runtime's name (its record is in tensorrt_engine.py, which imports this module for its builder).
 NAME = "tensorrt"
@@ -30,7 +34,7 @@ def sidecar_path(engine_path: Path) -> Path:
     return Path(str(engine_path) + ".json")
 
 
-def tensorrt_major(trt) -> int:  # noqa: ANN001
+def tensorrt_major(trt: ModuleType) -> int:
     return int(trt.__version__.split(".")[0])
 
 
@@ -60,11 +64,11 @@ def precision_mode(precision: str, major: int, tf32: bool = False) -> str:
     return mode + ("; TF32 allowed in FP32 layers" if tf32 else "")
 
 
-def _is_float(trt, tensor) -> bool:  # noqa: ANN001
+def _is_float(trt: ModuleType, tensor: tensorrt.ITensor | None) -> bool:
     return tensor is not None and tensor.dtype in (trt.float32, trt.float16, trt.bfloat16)
 
 
-def pin_fp32_layers(network, trt, fp32_names: set[str]) -> int:  # noqa: ANN001
+def pin_fp32_layers(network: tensorrt.INetworkDefinition, trt: ModuleType, fp32_names: set[str]) -> int:
     """TensorRT 10 with the FP16 flag: keep softmax and region-map layers in FP32. Returns how many.
 
     Only floating-point tensors can be pinned. The region-map subgraph also holds comparisons
@@ -78,7 +82,8 @@ def pin_fp32_layers(network, trt, fp32_names: set[str]) -> int:  # noqa: ANN001
     pinned = 0
     for index in range(network.num_layers):
         layer = network.get_layer(index)
-        if not (layer.type == trt.LayerType.SOFTMAX or layer.name in fp32_names or layer.type == trt.LayerType.PLUGIN_V3):
+        if not (layer.type == trt.LayerType.SOFTMAX or layer.name in fp32_names
+                or layer.type == trt.LayerType.PLUGIN_V3):
             continue
         inputs = [t for t in (layer.get_input(i) for i in range(layer.num_inputs)) if t is not None]
         float_outputs = [i for i in range(layer.num_outputs) if _is_float(trt, layer.get_output(i))]
@@ -132,7 +137,8 @@ def build_tensorrt(onnx_path: Path, output: Path, precision: str, metadata: Mode
     plan = bytes(serialized)
     batch = options.batch
     build = {
-        "tensorrt_version": trt.__version__, "gpu": cuda.device_name, "compute_capability": list(cuda.compute_capability),
+        "tensorrt_version": trt.__version__, "gpu": cuda.device_name,
+        "compute_capability": list(cuda.compute_capability),
         "precision": precision, "precision_mode": precision_mode(precision, major, tf32),
         "fp32_layers_pinned": pinned, "profile": {"min": batch.minimum, "opt": batch.optimum, "max": batch.maximum},
         "workspace_gib": options.workspace_gib, "timing_cache": str(cache_path), "plugin_aot": plugin_aot,

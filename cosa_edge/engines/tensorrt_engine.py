@@ -71,7 +71,8 @@ class TensorRTEngine(Engine):
         plan = path.read_bytes()
         self.integrity = check_plan(plan, sidecar, path)
         self.cuda = PycudaRuntime(device)
-        check_compatible(sidecar.get("build", {}), trt.__version__, self.cuda.device_name, self.cuda.compute_capability, path)
+        check_compatible(sidecar.get("build", {}), trt.__version__, self.cuda.device_name, self.cuda.compute_capability,
+                         path)
         if metadata.cosa_op == "plugin" and not sidecar.get("build", {}).get("plugin_aot", False):
             from ..kernels import trt_plugin  # noqa: F401  (registers the Python implementation before deserialising)
 
@@ -89,7 +90,8 @@ class TensorRTEngine(Engine):
         self.input_names = [n for n in self.names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.output_names = [n for n in self.names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if self.input_names != [INPUT_NAME]:
-            raise CosaEdgeError(f"{path} has inputs {self.input_names}; a cosa-edge engine has the one input '{INPUT_NAME}'")
+            raise CosaEdgeError(f"{path} has inputs {self.input_names}; a cosa-edge engine has the one input "
+                                f"'{INPUT_NAME}'")
         smallest, _, largest = engine.get_tensor_profile_shape(INPUT_NAME, 0)  # (min, opt, max) shapes
         self.min_batch, self.max_batch = int(smallest[0]), int(largest[0])
         # Buffers for the largest batch of the profile, allocated once: no allocation on the hot path.
@@ -118,7 +120,8 @@ class TensorRTEngine(Engine):
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         n = batch.shape[0]
         if not self.min_batch <= n <= self.max_batch:
-            raise CosaEdgeError(f"{self.path.name} was built for batches of {self.min_batch} to {self.max_batch}; got {n}")
+            raise CosaEdgeError(f"{self.path.name} was built for batches of {self.min_batch} to {self.max_batch}; "
+                                f"got {n}")
         self.context.set_input_shape(INPUT_NAME, batch.shape)
         host_in = self.host[INPUT_NAME]
         host_in[:n] = batch.astype(host_in.dtype, copy=False)
@@ -134,7 +137,8 @@ class TensorRTEngine(Engine):
             self.cuda.download(self.host[name][:n], self.device_buffers[name])
         done.record(stream)
         done.synchronize()
-        self.last_times.stages = {"host_to_device": uploaded.time_since(start), "compute": computed.time_since(uploaded),
+        self.last_times.stages = {"host_to_device": uploaded.time_since(start),
+                                  "compute": computed.time_since(uploaded),
                                   "device_to_host": done.time_since(computed)}
         return {name: self.host[name][:n].astype(np.float32) for name in self.output_names}
 

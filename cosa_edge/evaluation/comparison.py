@@ -102,7 +102,8 @@ def check_fp16_fidelity(fp32_engine: Engine, fp16_engine: Engine, samples: list[
 
 
 def _int8_limits() -> dict[str, float]:
-    return {"max_class_flip_share": MAX_CLASS_FLIP_SHARE, "max_malignant_to_benign_share": MAX_MALIGNANT_TO_BENIGN_SHARE,
+    return {"max_class_flip_share": MAX_CLASS_FLIP_SHARE,
+            "max_malignant_to_benign_share": MAX_MALIGNANT_TO_BENIGN_SHARE,
             "max_presence_flip_share": MAX_PRESENCE_FLIP_SHARE, "min_mask_dice_agreement": MIN_MASK_DICE_AGREEMENT}
 
 

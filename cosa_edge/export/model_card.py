@@ -137,10 +137,11 @@ def read_cv_results(path: Path, architecture: str) -> CvSummary:
         results = document["results"]
         available = sorted(results)
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
-        raise CosaEdgeError(f"{path} is not a cross-validation results.json; pass the one `cosa-edge cv` wrote") from None
+        raise CosaEdgeError(f"{path} is not a cross-validation results.json; pass the one `cosa-edge cv` "
+                            "wrote") from None
     if architecture not in results:
-        raise CosaEdgeError(f"{path} holds no cross-validation of {architecture} (it has {', '.join(available) or 'none'}); "
-                            "pass the results of the same architecture")
+        raise CosaEdgeError(f"{path} holds no cross-validation of {architecture} (it has "
+                            f"{', '.join(available) or 'none'}); pass the results of the same architecture")
     folds = results[architecture].get("folds") or []
     rows = []
     for section, key, label, percent in CV_METRICS:
@@ -149,7 +150,8 @@ def read_cv_results(path: Path, architecture: str) -> CvSummary:
         if present:
             rows.append(CvRow(label, present, percent))
     if not rows:
-        raise CosaEdgeError(f"{path} has no per-fold figures for {architecture}; pass the results.json `cosa-edge cv` wrote")
+        raise CosaEdgeError(f"{path} has no per-fold figures for {architecture}; pass the results.json `cosa-edge cv` "
+                            "wrote")
     return CvSummary(path.name, data_kind(document.get("data", "")), len(folds), tuple(rows))
 
 
@@ -184,9 +186,9 @@ def _training_section(metadata: ModelMetadata, checkpoint: dict[str, Any]) -> li
     lines += ["", *_bullets([
         f"Images used: {data.get('images', 'not recorded')} ({_counts(data.get('counts'))}).",
         f"Trained on: {_counts(data.get('train_counts'))}; held out for validation: {_counts(data.get('val_counts'))}.",
-        f"Training: {config.get('epochs', '?')} epochs planned; this checkpoint is epoch {checkpoint.get('epoch', '?')}, "
-        f"selected by: {checkpoint.get('selected_by', 'the last epoch written')}; encoder "
-        f"{_initialisation(model)}; "
+        f"Training: {config.get('epochs', '?')} epochs planned; this checkpoint is epoch "
+        f"{checkpoint.get('epoch', '?')}, selected by: {checkpoint.get('selected_by', 'the last epoch written')}; "
+        f"encoder {_initialisation(model)}; "
         f"{model.get('image_size', metadata.input_size)} px; batch {config.get('batch_size', '?')}; "
         f"learning rate {config.get('lr', '?')}; seed {config.get('seed', '?')}.",
     ])]
@@ -221,7 +223,8 @@ def _presence_section(metadata: ModelMetadata) -> list[str]:
         if validation.get("sensitivity") is not None or validation.get("specificity") is not None:
             lines.append(f"  On that validation data: {validation.get('lesion_images', '?')} lesion images, "
                          f"{validation.get('lesion_free_images', '?')} lesion-free; presence sensitivity "
-                         f"{_ratio(validation.get('sensitivity'))}, specificity {_ratio(validation.get('specificity'))}.")
+                         f"{_ratio(validation.get('sensitivity'))}, specificity "
+                         f"{_ratio(validation.get('specificity'))}.")
     else:
         lines.append("- No lesion-presence threshold is attached: every frame gets a benign/malignant class, whether "
                      "or not it shows a lesion.")
@@ -277,8 +280,8 @@ def build_model_card(metadata: ModelMetadata, checkpoint: dict[str, Any], cv: Cv
             f"{metadata.input_size} x {metadata.input_size} grey levels of B-mode ultrasound.",
             f"Outputs: a lesion probability per pixel (mask = probability > 0.5) and class probabilities over "
             f"({', '.join(metadata.class_names)}).",
-            f"Exported by cosa-edge {metadata.cosa_edge_version or '?'} at {metadata.precision.upper()}, region maps as "
-            f"{'standard ONNX ops' if metadata.cosa_op == 'onnx' else 'the TensorRT plugin node'}.",
+            f"Exported by cosa-edge {metadata.cosa_edge_version or '?'} at {metadata.precision.upper()}, "
+            f"region maps as {'standard ONNX ops' if metadata.cosa_op == 'onnx' else 'the TensorRT plugin node'}.",
             f"Weights SHA-256: `{metadata.weights_sha256 or 'not recorded'}`.",
             *([f"ONNX graph SHA-256: `{graph_sha256}` (checked whenever the model is loaded; engines built from it "
                "carry their own)."] if graph_sha256 else []),

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,11 +40,11 @@ class _PluginRegionMaps(torch.autograd.Function):
     """Region maps that export as one ``cosa_edge::CosaRegionMasks`` node (the TensorRT plugin)."""
 
     @staticmethod
-    def forward(ctx, seg_logits: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx: Any, seg_logits: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
         return region_maps(seg_logits, (grid_h, grid_w))
 
     @staticmethod
-    def symbolic(g, seg_logits, grid_h: int, grid_w: int):  # noqa: ANN001, ANN205
+    def symbolic(g: Any, seg_logits: torch.Value, grid_h: int, grid_w: int) -> torch.Value:
         # The TensorRT ONNX parser maps a node to a plugin when its op type is the plugin's name and it
         # carries plugin_namespace; aot=1 asks for the ahead-of-time implementation (PTX in the engine).
         return g.op(f"{PLUGIN_DOMAIN}::{PLUGIN_NAME}", seg_logits, grid_h_i=grid_h, grid_w_i=grid_w,
@@ -100,7 +101,8 @@ def export_onnx(checkpoint: Path, output: Path, *, opset: int = DEFAULT_OPSET, c
     with plugin, static_same_padding(deploy, example), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice is not for users
         torch.onnx.export(deploy, (example,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-                          output_names=names, dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}},
+                          output_names=names, dynamic_axes={INPUT_NAME: {0: "batch"},
+                                                            **{n: {0: "batch"} for n in names}},
                           custom_opsets={PLUGIN_DOMAIN: 1} if cosa_op == "plugin" else None)
     proto = onnx.load_from_string(buffer.getvalue())
     metadata = deploy_metadata(model, config, payload, names, cosa_op)

@@ -24,15 +24,16 @@ class _PaddedConv(torch.autograd.Function):
     """A convolution after a constant zero pad; exported as one ONNX Conv whose ``pads`` hold the pad."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,  # noqa: ANN205
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 pads: tuple[int, int, int, int], kernel: tuple[int, int], stride: tuple[int, int],
-                dilation: tuple[int, int], groups: int):
+                dilation: tuple[int, int], groups: int) -> torch.Tensor:
         left, right, top, bottom = pads
         return F.conv2d(F.pad(x, (left, right, top, bottom)), weight, bias, stride, 0, dilation, groups)
 
     @staticmethod
-    def symbolic(g: Any, x: Any, weight: Any, bias: Any, pads: tuple[int, int, int, int], kernel: tuple[int, int],  # noqa: ANN205
-                 stride: tuple[int, int], dilation: tuple[int, int], groups: int):
+    def symbolic(g: Any, x: torch.Value, weight: torch.Value, bias: torch.Value | None,
+                 pads: tuple[int, int, int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                 dilation: tuple[int, int], groups: int) -> torch.Value:
         left, right, top, bottom = pads
         inputs = [x, weight] + ([bias] if bias is not None and not bias.node().mustBeNone() else [])
         return g.op("Conv", *inputs, pads_i=[top, left, bottom, right], kernel_shape_i=list(kernel),

@@ -229,7 +229,7 @@ def _set(ds: Any, keyword: str, vr: str, value: Any) -> None:
             ds[tag] = DataElement(tag, vr, value)
             _encode(ds, tag)
             return
-        except Exception:  # noqa: BLE001  (not a valid value of its VR: its text goes in as raw bytes)
+        except Exception:  # not a valid value of its VR: its text goes in as raw bytes
             text = "\\".join(map(str, value)) if isinstance(value, list) else str(value)
             raw = text.encode("ascii", "replace")
     if len(raw) % 2:
@@ -267,32 +267,34 @@ def _apply_header(ds: Any, recipe: dict[str, Any]) -> None:
             _set(sequence[0], keyword, REGION_VALUES[keyword][0], value)
 
 
+def _flip(data: bytes, cut: int, byte: int) -> bytes:
+    if not data:
+        return data
+    position = min(cut, len(data) - 1)
+    return data[:position] + bytes([data[position] ^ byte]) + data[position + 1:]
+
+
+#: What each fragment operation puts in place of fragment i: (fragments, i, cut position, byte) -> new fragments.
+_FRAGMENT_OPS: dict[str, Any] = {
+    "drop": lambda f, i, cut, byte: f[:i] + f[i + 1:],
+    "duplicate": lambda f, i, cut, byte: f[:i] + [f[i]] + f[i:],
+    "empty": lambda f, i, cut, byte: f[:i] + [b""] + f[i + 1:],
+    "truncate": lambda f, i, cut, byte: f[:i] + [f[i][:cut]] + f[i + 1:],
+    "flip": lambda f, i, cut, byte: f[:i] + [_flip(f[i], cut, byte)] + f[i + 1:],
+    "split": lambda f, i, cut, byte: f[:i] + [f[i][:cut], f[i][cut:]] + f[i + 1:],
+    "garbage": lambda f, i, cut, byte: f[:i] + [bytes((byte * (k + 1)) % 256 for k in range(max(cut, 2)))] + f[i + 1:],
+    "swap": lambda f, i, cut, byte: (f[:i] + [f[i + 1], f[i]] + f[i + 2:] if i + 1 < len(f)
+                                     else [f[-1], *f[1:-1], f[0]] if len(f) > 1 else f),
+}
+
+
 def _mutate_fragments(fragments: list[bytes], ops: list[Any]) -> list[bytes]:
     fragments = list(fragments)
     for op, index, where, byte in ops:
         if not fragments:
             break
         i = index % len(fragments)
-        data = fragments[i]
-        cut = int(len(data) * where)
-        if op == "drop":
-            del fragments[i]
-        elif op == "duplicate":
-            fragments.insert(i, data)
-        elif op == "empty":
-            fragments[i] = b""
-        elif op == "truncate":
-            fragments[i] = data[:cut]
-        elif op == "flip" and data:
-            position = min(cut, len(data) - 1)
-            fragments[i] = data[:position] + bytes([data[position] ^ byte]) + data[position + 1:]
-        elif op == "split":
-            fragments[i:i + 1] = [data[:cut], data[cut:]]
-        elif op == "garbage":
-            fragments[i] = bytes((byte * (k + 1)) % 256 for k in range(max(cut, 2)))
-        elif op == "swap" and len(fragments) > 1:
-            j = (i + 1) % len(fragments)
-            fragments[i], fragments[j] = fragments[j], fragments[i]
+        fragments = _FRAGMENT_OPS[op](fragments, i, int(len(fragments[i]) * where), byte)
     return fragments
 
 

@@ -55,7 +55,7 @@ def _child(argv: list[str], cwd: str, memory_mb: int, code: str | None = None) -
         limit_memory(memory_mb)
         sys.argv = ["cosa-edge", *argv]
         if code is not None:
-            exec(compile(code, "<fuzz case>", "exec"), {"__name__": "__main__"})  # noqa: S102
+            exec(compile(code, "<fuzz case>", "exec"), {"__name__": "__main__"})  # the harness's own test children
         else:
             from cosa_edge.cli import main
 
@@ -65,14 +65,14 @@ def _child(argv: list[str], cwd: str, memory_mb: int, code: str | None = None) -
         status = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
         if not isinstance(stop.code, (int, type(None))):
             print(stop.code, file=sys.stderr)  # sys.exit("text") prints the text, as the interpreter does
-    except BaseException:  # noqa: BLE001  (what the interpreter would print for an uncaught exception)
+    except BaseException:  # what the interpreter would print for an uncaught exception
         traceback.print_exc()
         status = 1
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except Exception:  # noqa: BLE001,S110  (a full disk must not turn the exit status into another one)
+            except Exception:  # a full disk must not turn the exit status into another one
                 pass
         os._exit(status)
 

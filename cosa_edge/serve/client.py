@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +25,10 @@ from ..contract import INPUT_NAME, ModelMetadata
 from ..engines.artifact import Integrity
 from ..engines.base import Engine, TensorSpec
 from ..errors import CosaEdgeError, first_line
+
+if TYPE_CHECKING:  # the `triton` extra, imported only when a server is used
+    from tritonclient.grpc import InferenceServerClient, InferInput, InferResult
+    from tritonclient.utils import InferenceServerException
 
 #: Seconds to wait for a server's first answer, and for each batch.
 CONNECT_TIMEOUT_S = 10.0
@@ -37,7 +43,7 @@ def parse_server(address: str) -> str:
     return f"{host}:{port}"
 
 
-def connect(address: str, tls_ca: Path | None = None):  # noqa: ANN201  (a tritonclient.grpc.InferenceServerClient)
+def connect(address: str, tls_ca: Path | None = None) -> InferenceServerClient:
     """A gRPC client of a live server, or one clear error."""
     grpc = require("tritonclient.grpc")
     utils = require("tritonclient.utils")
@@ -59,7 +65,7 @@ def connect(address: str, tls_ca: Path | None = None):  # noqa: ANN201  (a trito
     return client
 
 
-def served_metadata(client, address: str, model: str) -> tuple[ModelMetadata, dict]:  # noqa: ANN001
+def served_metadata(client: InferenceServerClient, address: str, model: str) -> tuple[ModelMetadata, dict]:
     """The cosa-edge metadata of ``model`` as the server's configuration carries it, and that configuration."""
     utils = require("tritonclient.utils")
     try:
@@ -114,7 +120,7 @@ class TritonServerEngine(Engine):
         return [TensorSpec(o["name"], ("batch", *(int(d) for d in o.get("dims", []))), "tensor(float)")
                 for o in self.config.get("output", [])]
 
-    def request_input(self, frame: np.ndarray):  # noqa: ANN201  (a tritonclient.grpc.InferInput)
+    def request_input(self, frame: np.ndarray) -> InferInput:
         """One frame (1, 1, S, S) float32 as a request's input."""
         tensor = self.grpc.InferInput(INPUT_NAME, list(frame.shape), "FP32")
         tensor.set_data_from_numpy(frame)
@@ -125,8 +131,8 @@ class TritonServerEngine(Engine):
         answers: list[object] = [None] * len(batch)
         remaining = threading.Semaphore(0)
 
-        def answered(index: int):  # noqa: ANN202
-            def callback(result, error) -> None:  # noqa: ANN001
+        def answered(index: int) -> Callable[[InferResult | None, InferenceServerException | None], None]:
+            def callback(result: InferResult | None, error: InferenceServerException | None) -> None:
                 answers[index] = error if error is not None else result
                 remaining.release()
             return callback

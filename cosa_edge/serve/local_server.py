@@ -117,7 +117,8 @@ def server_command(options: ServeOptions, python: Path) -> list[str]:
     if options.threads:
         command += ["--threads", str(options.threads)]
     if options.tls_cert and options.tls_key:
-        command += ["--tls-cert", str(Path(options.tls_cert).resolve()), "--tls-key", str(Path(options.tls_key).resolve())]
+        command += ["--tls-cert", str(Path(options.tls_cert).resolve()), "--tls-key",
+                    str(Path(options.tls_key).resolve())]
     command += ["--log-file", str(log_file(options))]
     return command
 

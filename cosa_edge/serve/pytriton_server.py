@@ -134,9 +134,9 @@ def _bind_model(triton: Any, args: argparse.Namespace, infer: Any, metadata: Any
     # PyTriton has no option for a model's own parameters; its generated configuration is built once
     # and cached, and its backend parameters are written as the model's `parameters`. Clients read the
     # cosa-edge metadata there, as from a production repository's config.pbtxt (tests/test_serve.py checks
-    # that they do, against this pinned PyTriton).
-    for model in triton._model_manager.models:  # noqa: SLF001
-        model._get_triton_model_config().backend_parameters.update(metadata_parameters(metadata))  # noqa: SLF001
+    # that they do, against this pinned PyTriton). Both members are private to PyTriton, hence the pin.
+    for model in triton._model_manager.models:
+        model._get_triton_model_config().backend_parameters.update(metadata_parameters(metadata))
 
 
 def main(argv: list[str] | None = None) -> int:

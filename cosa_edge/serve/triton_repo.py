@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._optional import require
 from ..contract import CLASS_OUTPUT, INPUT_NAME, LESION_OUTPUT, OOD_OUTPUT, ModelMetadata
@@ -31,6 +32,9 @@ from ..engines.int8_arithmetic import scheme_name
 from ..engines.runtimes import ONNXRUNTIME, RUNTIMES, TENSORRT, runtime_for
 from ..errors import CosaEdgeError
 from ..fileio import _umask, atomic_write_text
+
+if TYPE_CHECKING:  # the `triton` extra, imported through require() where it is used
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 #: Metadata left out of the parameters: long texts that the model file itself carries.
 _LONG_METADATA = ("model_card", "contract")
@@ -116,7 +120,7 @@ def metadata_parameters(metadata: ModelMetadata) -> dict[str, str]:
 
 
 def model_config(metadata: ModelMetadata, name: str, backend: str, max_batch: int, instances: int, kind: str,
-                 tensorrt_accelerator: bool = False):  # noqa: ANN201  (a model_config_pb2.ModelConfig)
+                 tensorrt_accelerator: bool = False) -> ModelConfig:
     """Triton's ModelConfig message for an engine with this metadata."""
     mc = require("tritonclient.grpc.model_config_pb2")
     if max_batch < 1 or instances < 1:
@@ -154,7 +158,7 @@ def model_config(metadata: ModelMetadata, name: str, backend: str, max_batch: in
     return config
 
 
-def preprocess_config(metadata: ModelMetadata, name: str, instances: int):  # noqa: ANN201
+def preprocess_config(metadata: ModelMetadata, name: str, instances: int) -> ModelConfig:
     """The Python-backend model that turns a raw frame into the engine's input (serve/triton_preprocess.py)."""
     mc = require("tritonclient.grpc.model_config_pb2")
     from .triton_preprocess import FRAME_INPUT, ROI_INPUT
@@ -172,7 +176,7 @@ def preprocess_config(metadata: ModelMetadata, name: str, instances: int):  # no
     return config
 
 
-def ensemble_config(metadata: ModelMetadata, name: str):  # noqa: ANN201
+def ensemble_config(metadata: ModelMetadata, name: str) -> ModelConfig:
     """``NAME_pipeline``: a raw frame (and an optional ROI) in, the engine's outputs out."""
     mc = require("tritonclient.grpc.model_config_pb2")
     from .triton_preprocess import FRAME_INPUT, ROI_INPUT
@@ -204,12 +208,12 @@ PREPROCESS_MODEL_PY = (
     "from cosa_edge.serve.triton_preprocess import TritonPythonModel  # noqa: F401\n")
 
 
-def config_text(config) -> str:  # noqa: ANN001
+def config_text(config: ModelConfig) -> str:
     text_format = require("google.protobuf.text_format")
     return text_format.MessageToString(config)
 
 
-def parse_config(text: str):  # noqa: ANN201
+def parse_config(text: str) -> ModelConfig:
     """A config.pbtxt read with Triton's schema; a field it does not know is an error."""
     mc = require("tritonclient.grpc.model_config_pb2")
     text_format = require("google.protobuf.text_format")
@@ -255,7 +259,8 @@ def export_triton(engine: Path, repo: Path, name: str = "cosa_edge", max_batch: 
             folders[config.name] = {"config.pbtxt": config_file, **files}
     taken = [folder for folder in folders if (repo / folder).exists() and any((repo / folder).iterdir())]
     if taken and not overwrite:
-        raise CosaEdgeError(f"{repo / taken[0]} already holds a model; give --overwrite to replace it, or another --name")
+        raise CosaEdgeError(f"{repo / taken[0]} already holds a model; give --overwrite to replace it, or another "
+                            "--name")
     repo.mkdir(parents=True, exist_ok=True)
     for folder, files in folders.items():
         _write_model_folder(repo, folder, files)

@@ -86,7 +86,8 @@ class FrameSource:
         elif path.is_file():
             self._open_capture(str(path), "video", live=False)
         else:
-            raise CosaEdgeError(f"source {spec} does not exist (give a video file, an image, a folder, a camera index or a URL)")
+            raise CosaEdgeError(f"source {spec} does not exist (give a video file, an image, a folder, a camera index "
+                                "or a URL)")
 
     def _open_dicom(self, images: list[DicomImage], kind: str) -> None:
         sizes = sorted({(image.info.columns, image.info.rows) for image in images})

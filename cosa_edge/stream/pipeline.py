@@ -148,7 +148,7 @@ class InferredFrame:
 
 
 def run_pipeline(source: FrameSource, engine: Engine, on_result: Callable[[Frame, FrameResult, np.ndarray], None],
-                 options: PipelineOptions = PipelineOptions(),  # noqa: B008  (frozen: one shared default is safe)
+                 options: PipelineOptions = PipelineOptions(),  # frozen: one shared default is safe
                  progress: Callable[[int], None] | None = None) -> PipelineStats:
     """Run ``engine`` over every frame of ``source``; ``on_result(frame, result, overlay)`` gets each in order,
     in the caller's thread (so that Ctrl-C lands there); ``progress(1)`` is called after each."""

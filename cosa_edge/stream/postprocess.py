@@ -121,7 +121,8 @@ def probability_in_roi(lesion_probability: np.ndarray, roi: Roi) -> np.ndarray:
     return probability_at_size(lesion_probability, (h, w))
 
 
-def summarise(index: int, timestamp: float, lesion_probability: np.ndarray | None, class_probabilities: np.ndarray | None,
+def summarise(index: int, timestamp: float, lesion_probability: np.ndarray | None,
+              class_probabilities: np.ndarray | None,
               roi: Roi, latency_ms: float, smoother: ProbabilitySmoother | None = None,
               min_lesion_share: float = DEFAULT_MIN_LESION_SHARE, *, rejected: str | None = None,
               ood_score: float | None = None, ood_threshold: float | None = None,

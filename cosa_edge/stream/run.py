@@ -21,8 +21,8 @@ from ..progress import progress_bar
 from .auto_roi import find_imaging_region
 from .dicom_results import FrameMeasurement, write_measurement_report, write_segmentation
 from .pipeline import PipelineOptions, PipelineStats, run_pipeline
-from .postprocess import Roi
-from .frame_sources import FrameSource
+from .postprocess import FrameResult, Roi
+from .frame_sources import Frame, FrameSource, SourceInfo
 from .writers import ImageSink, JsonlSink, VideoSink
 
 
@@ -115,6 +115,24 @@ def audit_header(engine: Engine, source_spec: str, source_kind: str, settings: d
     }
 
 
+def _checked_roi(roi: Roi | str | None, source_spec: str, region: int | None, info: SourceInfo,
+                 say: Callable[[str], None]) -> Roi | None:
+    """``--roi`` as x, y, w, h (found in the first frames for "auto"), refused where it starts outside the frame."""
+    if roi == "auto":
+        roi = find_roi_automatically(source_spec, region)
+        say(f"--roi auto: the imaging area is x,y,w,h = {','.join(map(str, roi))}")
+    if roi is not None and (roi[0] >= info.width or roi[1] >= info.height):
+        raise CosaEdgeError(f"--roi {roi} starts outside the {info.width}x{info.height} frames of "
+                            f"{source_name(source_spec, info.kind)}")
+    return roi
+
+
+def _close_sinks(*sinks: ImageSink | VideoSink | JsonlSink | None) -> None:
+    for sink in sinks:
+        if sink is not None:
+            sink.close()
+
+
 def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Path | None, *, batch_size: int = 1,
                  roi: Roi | str | None = None, realtime: bool = False, smoothing: float = 1.0,
                  progress: bool = True, region: int | None = None, pixel_spacing_mm: tuple[float, float] | None = None,
@@ -135,30 +153,18 @@ def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Pa
     say = notify or (lambda _message: None)
     for note in info.notes:
         say(f"note: {note}")
-    if roi == "auto":
-        roi = find_roi_automatically(source_spec, region)
-        say(f"--roi auto: the imaging area is x,y,w,h = {','.join(map(str, roi))}")
-    if roi is not None and (roi[0] >= info.width or roi[1] >= info.height):
-        raise CosaEdgeError(f"--roi {roi} starts outside the {info.width}x{info.height} frames of "
-                            f"{source_name(source_spec, info.kind)}")
-    video = None
-    if out is not None:
-        if info.kind == "image" and out.suffix.lower() in IMAGE_SUFFIXES:
-            video = ImageSink(out)
-        else:
-            video = VideoSink(out, fps=info.fps, size=(info.width, info.height))
+    roi = _checked_roi(roi, source_spec, region, info, say)
+    video = _video_sink(out, info) if out is not None else None
     records = None
     if results is not None:
         settings = {"roi": list(roi) if roi else None, "region": region, "batch_size": batch_size,
                     "realtime": realtime, "smoothing": smoothing,
                     "pixel_spacing_mm": list(pixel_spacing_mm) if pixel_spacing_mm else None,
                     "keep_outside_roi": keep_outside_roi}
-        header = audit_header(engine, source_spec, info.kind, settings)
-        # Every frame record names the engine's hash too, so that a record read alone still says what made it.
-        records = JsonlSink(results, header=header, fields={"engine_sha256": header["engine_sha256"]})
+        records = _results_sink(results, audit_header(engine, source_spec, info.kind, settings))
     bar = progress_bar(total=info.frame_count, unit="frame", desc="inferring", disable=not progress, smoothing=0.1)
 
-    def on_result(frame, result, overlay) -> None:  # noqa: ANN001
+    def on_result(frame: Frame, result: FrameResult, overlay: np.ndarray) -> None:
         if video is not None:
             video.write(overlay)
         if records is not None:
@@ -175,10 +181,7 @@ def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Pa
         bar.close()
         # Closing renames the partial files: whatever was processed, even before an error or Ctrl-C,
         # ends up as a valid video and a complete JSONL for those frames.
-        if video is not None:
-            video.close()
-        if records is not None:
-            records.close()
+        _close_sinks(video, records)
     if stats.frames_processed == 0:
         raise CosaEdgeError(f"no frame of {source_name(source_spec, info.kind)} could be processed")
     if archive is not None and not stats.interrupted:
@@ -186,6 +189,18 @@ def infer_source(source_spec: str, engine: Engine, out: Path | None, results: Pa
             say(f"wrote {written}")
     return stats
 
+
+
+def _video_sink(out: Path, info: Any) -> ImageSink | VideoSink:
+    """The annotated output: an image for an image source written to an image name, else a video."""
+    if info.kind == "image" and out.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSink(out)
+    return VideoSink(out, fps=info.fps, size=(info.width, info.height))
+
+
+def _results_sink(results: Path, header: dict[str, Any]) -> JsonlSink:
+    # Every frame record names the engine's hash too, so that a record read alone still says what made it.
+    return JsonlSink(results, header=header, fields={"engine_sha256": header["engine_sha256"]})
 
 class ArchiveResults:
     """What ``--dicom-seg`` and ``--dicom-sr`` write back for a DICOM file, gathered frame by frame."""

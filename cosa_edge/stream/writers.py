@@ -79,7 +79,7 @@ class VideoSink:
             if self._error is None:
                 try:
                     self.writer.write(frame)
-                except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread at close)
+                except BaseException as exc:  # re-raised in the caller's thread at close
                     self._error = exc
 
     def write(self, frame: np.ndarray) -> None:

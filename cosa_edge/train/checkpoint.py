@@ -82,7 +82,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CosaEdgeError(f"{path} is not a cosa-edge checkpoint (it has no '{CHECKPOINT_FORMAT}' header)")
     if payload.get("format_version", 0) > CHECKPOINT_VERSION:
-        raise CosaEdgeError(f"checkpoint {path} was written by a newer cosa-edge ({payload.get('cosa_edge_version')}); upgrade")
+        raise CosaEdgeError(f"checkpoint {path} was written by a newer cosa-edge ({payload.get('cosa_edge_version')}); "
+                            "upgrade")
     return payload
 
 

@@ -98,4 +98,5 @@ def run_torchrun(options: LaunchOptions, launch_file: Path) -> None:
     command = torchrun_command(options, launch_file)
     result = subprocess.run(command, check=False)
     if result.returncode != 0:
-        raise CosaEdgeError(f"distributed training failed (torchrun exit code {result.returncode}); see the workers' output above")
+        raise CosaEdgeError(f"distributed training failed (torchrun exit code {result.returncode}); see the workers' "
+                            "output above")

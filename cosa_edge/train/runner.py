@@ -28,7 +28,8 @@ def run_training(config: TrainConfig, data_spec: str, run_dir: Path, *, resume: 
     run_dir = Path(run_dir)
     if launch.needs_launcher:
         if (run_dir / "last.pt").exists() and not resume:
-            raise CosaEdgeError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
+            raise CosaEdgeError(f"{run_dir} already holds a training run; pass --resume to continue it or choose "
+                                "another --out")
         launch_file = run_dir / "launch.json"
         atomic_write_json(launch_file, {"config": config.to_dict(), "data": data_spec, "resume": resume})
         run_torchrun(launch, launch_file)
