@@ -141,6 +141,10 @@ class ModelMetadata:
         except json.JSONDecodeError as exc:
             raise CosaEdgeError(f"{source} has unreadable cosa-edge metadata: {exc}") from None
         _check_metadata_types(decoded, source)
+        missing = [key for key in ("encoder", "input_size") if key not in decoded]  # architecture: checked above
+        if missing:
+            raise CosaEdgeError(f"{source} has unreadable cosa-edge metadata: it lacks {', '.join(missing)}; export "
+                                "it again with `cosa-edge export`")
         for key in ("class_names", "outputs"):
             if key in decoded:
                 decoded[key] = tuple(decoded[key])

@@ -299,11 +299,28 @@ def test_a_labels_row_cut_short_is_named(tmp_path: Path) -> None:
         load_folder(tmp_path / "data", progress=False)
 
 
+def _with(text: str, record: str, key: str, value: object) -> str:
+    """The sidecar's JSON with ``record[key]`` set to ``value`` (None: the key taken out of the metadata)."""
+    document = json.loads(text)
+    if record == "metadata" and value is None:
+        del document[record][key]
+    else:
+        document[record][key] = value
+    return json.dumps(document)
+
+
 @pytest.mark.parametrize(("change", "said"), [
     (lambda text: text.replace('"build": {', '"build": "x", "old": {'), 'its "build" is not an object'),
     (lambda text: "[]", "its JSON is not an object"),
     (lambda text: text.replace('"cosa_edge.input_size": "32"', '"cosa_edge.input_size": 32'),
      "unreadable cosa-edge metadata: input_size is not JSON text"),
+    # Found by the larger campaign after the first fixes: a hash of another type switched the check off (a
+    # falsy one) or failed in slicing it, a version that was no text failed in .split, a missing key in __init__.
+    (lambda text: _with(text, "build", "xml_sha256", False), "records an unreadable hash (false, not text)"),
+    (lambda text: _with(text, "build", "bin_sha256", 5), "records an unreadable hash (5, not text)"),
+    (lambda text: _with(text, "build", "openvino_version", None), "records no readable OpenVINO version"),
+    (lambda text: _with(text, "metadata", "cosa_edge.encoder", None),
+     "unreadable cosa-edge metadata: it lacks encoder"),
 ])
 def test_an_openvino_sidecar_of_the_wrong_shape_is_refused(change, said: str, tmp_path: Path) -> None:  # noqa: ANN001
     """The sidecar holds the hashes, so nothing checks it before it is read: a "build" that was a string ended in
@@ -366,3 +383,11 @@ def test_a_cut_cine_without_number_of_frames_says_it_is_truncated(tmp_path: Path
     assert decoded in (whole - 1, whole)
     assert image.stopped_early == (f"decoding stopped at frame {decoded + 1} of {whole + 1}: the file ends inside "
                                    f"this frame (it is truncated); the {decoded} frames before it were processed")
+
+
+def test_a_tensorrt_sidecar_with_no_readable_compute_capability_is_refused() -> None:
+    from cosa_edge.engines.tensorrt_engine import check_compatible
+
+    with pytest.raises(CosaEdgeError, match="m.engine's sidecar records no readable compute capability"):
+        check_compatible({"tensorrt_version": "11.4", "compute_capability": 5}, "11.4", "GPU", (8, 9),
+                         Path("m.engine"))

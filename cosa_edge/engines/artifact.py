@@ -124,11 +124,15 @@ def scan_onnx(data: bytes | memoryview) -> tuple[str, dict[str, str]]:
     return digest.hexdigest(), props
 
 
-def check_sha256(actual: str, recorded: str, path: Path, changed_since: str, remedy: str) -> Integrity:
+def check_sha256(actual: str, recorded: Any, path: Path, changed_since: str, remedy: str) -> Integrity:
     """Compare a file's hash with the one recorded when it was written; refuse a mismatch, warn where none was.
 
     ``changed_since``: "exported or built", "built", ...; ``remedy``: what to run instead, as an imperative.
     """
+    if not isinstance(recorded, str):
+        # Only a missing or empty hash means "written before hashes" (loaded unverified, with a warning); a value
+        # of another type is a damaged record and must not switch the check off (found by fuzzing sidecars).
+        raise CosaEdgeError(f"{path} records an unreadable hash ({json.dumps(recorded)[:40]}, not text); {remedy}")
     if not recorded:
         warnings.warn(f"{path} records no hash (it was written before cosa-edge checked them), so it is loaded "
                       f"unverified; {remedy} to have it checked", UnverifiedArtifactWarning, stacklevel=3)

@@ -110,6 +110,9 @@ def check_files(path: Path, build: dict[str, Any]) -> Integrity:
 def check_version(build: dict[str, Any], installed: str, path: Path) -> None:
     """A model runs on the OpenVINO release that built it: another release may read it differently or not at all."""
     built = build.get("openvino_version", "?")
+    if not isinstance(built, str):  # a damaged sidecar (found by fuzzing): said, not an AttributeError
+        raise CosaEdgeError(f"{sidecar_path(path)} records no readable OpenVINO version; build it again with "
+                            "`cosa-edge build-engine --target openvino`")
     if release(built) != release(installed):
         raise CosaEdgeError(f"{path} was built with OpenVINO {release(built)} but this machine has "
                             f"{release(installed)}; build it again here with `cosa-edge build-engine --target "

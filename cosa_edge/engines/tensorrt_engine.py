@@ -41,7 +41,11 @@ def check_compatible(build: dict[str, Any], trt_version: str, gpu_name: str, cap
     if not build.get("version_compatible") and built_trt != trt_version:
         raise CosaEdgeError(f"{engine_path} was built with TensorRT {built_trt} but this machine has {trt_version}; "
                             "rebuild it here with `cosa-edge build-engine`")
-    built_cc = tuple(build.get("compute_capability", ()))
+    recorded_cc = build.get("compute_capability", ())
+    if not isinstance(recorded_cc, (list, tuple)):  # a damaged sidecar: said, not a TypeError
+        raise CosaEdgeError(f"{engine_path}'s sidecar records no readable compute capability; rebuild it with "
+                            "`cosa-edge build-engine`")
+    built_cc = tuple(recorded_cc)
     if not build.get("hardware_compatible") and built_cc != capability:
         raise CosaEdgeError(f"{engine_path} was built for {build.get('gpu', '?')} (compute capability "
                             f"{'.'.join(map(str, built_cc))}) but this GPU is {gpu_name} "
