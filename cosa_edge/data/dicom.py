@@ -45,7 +45,6 @@ from .dicom_header import (
     pydicom_module,
     read_header,
     tag_integer,
-    tag_numbers,
     uid_name,
 )
 from .dicom_frames import (
@@ -60,7 +59,7 @@ from .dicom_regions import (
     DATA_TISSUE,
     SPATIAL_2D,
     UltrasoundRegion,
-    plausible_spacing,
+    pixel_spacing,
     regions_and_warnings,
     tissue_region,
     ultrasound_regions,
@@ -110,13 +109,6 @@ class DicomInfo:
     warnings: list[str] = field(default_factory=list)
 
 
-def _pixel_spacing(dataset: Any) -> tuple[float, float] | None:
-    spacing = tag_numbers(dataset, "PixelSpacing")
-    if not spacing or len(spacing) != 2 or not all(np.isfinite(spacing)) or not plausible_spacing(spacing):
-        return None
-    return (spacing[0], spacing[1])  # DICOM order: row spacing (dy), then column spacing (dx)
-
-
 def _build_info(dataset: Any, path: Path, layout: PixelDataLayout | None) -> DicomInfo:
     notes: list[str] = []
     # Where the header and the pixel data disagree, the data is believed (data/dicom_frames.py), with a note.
@@ -138,7 +130,7 @@ def _build_info(dataset: Any, path: Path, layout: PixelDataLayout | None) -> Dic
         photometric=str(dataset.get("PhotometricInterpretation", "") or "").strip(),
         transfer_syntax=uid_name(syntax_uid, "private or unknown transfer syntax") if syntax_uid else "none stated",
         regions=regions,
-        pixel_spacing_mm=_pixel_spacing(dataset),
+        pixel_spacing_mm=pixel_spacing(dataset),
         instance_number=tag_integer(dataset, "InstanceNumber"),
         warnings=notes + timing.warnings + region_notes,
     )
@@ -206,8 +198,7 @@ class DicomImage:
         #: the pydicom dataset without pixel data; the only thing here that holds patient attributes
         self.dataset = read_header(self.path)
         try:
-            # pydicom converts each element when it is first read, so an element it cannot convert (an unknown
-            # VR, found by atheris: docs/fuzzing.md) raises here, at its first use, not when the file is read.
+            # pydicom converts an element at its first use: one it cannot convert (an unknown VR) raises here.
             check_image_header(self.dataset, name)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # invalid values are handled (ignored) value by value

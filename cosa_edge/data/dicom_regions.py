@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CosaEdgeError
-from .dicom_header import tag_integer, tag_number, tag_values
+from .dicom_header import tag_integer, tag_number, tag_numbers, tag_values
 
 #: Region Spatial Format (0018,6012) and Region Data Type (0018,6014) values (PS3.3 C.8.5.5.1.1/2).
 SPATIAL_2D, DATA_TISSUE = 1, 1
@@ -71,6 +71,14 @@ PLAUSIBLE_SPACING_MM = (1e-4, 10.0)
 def plausible_spacing(spacing: tuple[float, float]) -> bool:
     low, high = PLAUSIBLE_SPACING_MM
     return all(low <= value <= high for value in spacing)
+
+
+def pixel_spacing(dataset: Any) -> tuple[float, float] | None:
+    """(dy, dx) in mm from Pixel Spacing (0028,0030), where it holds two plausible values."""
+    spacing = tag_numbers(dataset, "PixelSpacing")
+    if not spacing or len(spacing) != 2 or not all(np.isfinite(spacing)) or not plausible_spacing(spacing):
+        return None
+    return (spacing[0], spacing[1])  # DICOM order: row spacing (dy), then column spacing (dx)
 
 
 def _spacing_note(item: Any, label: str) -> str | None:

@@ -6,7 +6,7 @@
   forked from a process that has already imported cosa-edge (fast: the seeded test subset) or as a fresh
   ``python -m cosa_edge.cli`` (exactly as a user runs it);
 - :mod:`.dicom_cases`: Hypothesis strategies that mutate DICOM files structurally (header values, sequences,
-  fragments, transfer syntaxes) and at the byte level;
+  fragments, transfer syntaxes) and at the byte level, from the sound files of :mod:`.dicom_bases`;
 - :mod:`.byte_cases`: byte changes of real video, image, data-spec and engine files (ONNX metadata and OpenVINO
   sidecars changed as a writer would);
 - :mod:`.cases`: the input kinds (a recipe strategy, the files, the command line) and the oracles beyond the

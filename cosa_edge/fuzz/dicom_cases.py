@@ -22,20 +22,11 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .._optional import require
 from ..errors import CosaEdgeError
-from ..data.phantom import make_phantom
-
-#: Rows and Columns of every base file, and its number of frames.
-BASE_SHAPE = (48, 64)
-BASE_FRAMES = 8
-#: The cine with as many fragments as the issue's (Number of Frames 0 on a 40-fragment cine read one frame).
-LONG_FRAMES = 40
-
-BASES = ("jpeg_cine", "jpeg_cine_long", "raw_grey_cine", "raw_rgb_still", "raw_grey16_still", "rle_cine")
+from .dicom_bases import BASE_FRAMES, BASES, LONG_FRAMES, cached_base
 
 #: Header elements a mutation may set, with their VR and values that matter: boundaries, contradictions of the
 #: data, and values that overflow what a reader might allocate.
@@ -139,75 +130,6 @@ def _value(value: Any) -> Any:
     if isinstance(value, dict) and "float" in value:
         return float(value["float"])
     return value
-
-
-# --------------------------------------------------------------------------------------------------
-# Base files
-
-
-def _frames(count: int, colour: bool) -> list[np.ndarray]:
-    frames = []
-    for seed in range(count):
-        grey = make_phantom(seed, size=BASE_SHAPE).image
-        frames.append(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR) if colour else grey)
-    return frames
-
-
-def _jpeg(frame: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if not ok:
-        raise RuntimeError("OpenCV could not encode a base frame")
-    return data.tobytes()
-
-
-def _base(kind: str) -> tuple[Any, list[bytes] | None]:
-    """A base dataset, and its frames' JPEG bytes where the pixel data is encapsulated (added on writing)."""
-    pydicom = require("pydicom")
-    uids = pydicom.uid
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.sequence import Sequence
-
-    colour = kind in ("jpeg_cine", "jpeg_cine_long", "raw_rgb_still", "rle_cine")
-    count = {"jpeg_cine_long": LONG_FRAMES, "raw_rgb_still": 1, "raw_grey16_still": 1}.get(kind, BASE_FRAMES)
-    frames = _frames(count, colour)
-    multi = count > 1
-    sop = uids.UltrasoundMultiFrameImageStorage if multi else uids.UltrasoundImageStorage
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop, uids.generate_uid()
-    meta.TransferSyntaxUID = uids.JPEGBaseline8Bit if kind.startswith("jpeg") else uids.ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = sop, meta.MediaStorageSOPInstanceUID, "US"
-    ds.Rows, ds.Columns = BASE_SHAPE
-    ds.SamplesPerPixel = 3 if colour else 1
-    ds.PhotometricInterpretation = ("YBR_FULL_422" if kind.startswith("jpeg") else "RGB") if colour else "MONOCHROME2"
-    if colour:
-        ds.PlanarConfiguration = 0
-    bits = 16 if kind == "raw_grey16_still" else 8
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
-    if multi:
-        ds.NumberOfFrames, ds.FrameTime = count, "33.3"
-    ds.InstanceNumber = 1
-    region = Dataset()
-    region.RegionSpatialFormat, region.RegionDataType, region.RegionFlags = 1, 1, 0
-    region.RegionLocationMinX0, region.RegionLocationMinY0 = 4, 4
-    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = 59, 43
-    region.PhysicalUnitsXDirection, region.PhysicalUnitsYDirection = 3, 3
-    region.PhysicalDeltaX, region.PhysicalDeltaY = 0.01, 0.01
-    ds.SequenceOfUltrasoundRegions = Sequence([region])
-    if kind.startswith("jpeg"):
-        return ds, [_jpeg(frame) for frame in frames]
-    stack = np.stack(frames)
-    if bits == 16:
-        stack = stack.astype(np.uint16) * 257
-        ds.WindowCenter, ds.WindowWidth = "32768", "65535"
-    if colour:
-        stack = stack[..., ::-1]  # BGR -> RGB
-    ds.PixelData = stack.tobytes()
-    ds["PixelData"].VR = "OW" if bits == 16 else "OB"
-    if kind == "rle_cine":
-        ds.compress(uids.RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
-    return ds, None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -349,21 +271,6 @@ def _mutate_file(data: bytes, ops: list[Any]) -> bytes:
     return data
 
 
-_BASE_CACHE: dict[str, tuple[bytes, list[bytes] | None]] = {}
-
-
-def _cached_base(kind: str) -> tuple[Any, list[bytes] | None]:
-    """Bases are made once per process (JPEG encoding costs more than a whole case) and copied per recipe."""
-    pydicom = require("pydicom")
-    if kind not in _BASE_CACHE:
-        ds, fragments = _base(kind)
-        buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        _BASE_CACHE[kind] = (buffer.getvalue(), fragments)
-    data, fragments = _BASE_CACHE[kind]
-    return pydicom.dcmread(io.BytesIO(data)), fragments
-
-
 #: Header elements whose change may make frames undecodable (then a stop with a note is right, not a full read).
 _PIXEL_DESCRIPTION = {"Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "SamplesPerPixel",
                       "PhotometricInterpretation", "PlanarConfiguration", "PixelRepresentation"}
@@ -392,7 +299,7 @@ def frames_in_data(recipe: dict[str, Any]) -> int | None:
 
 def write_dicom_case(recipe: dict[str, Any], path: Path) -> Path:
     """Write the file a recipe describes to ``path``."""
-    ds, fragments = _cached_base(recipe["base"])
+    ds, fragments = cached_base(recipe["base"])
     _apply_header(ds, recipe)
     if fragments is not None and "PixelData" not in recipe.get("delete", []):
         from pydicom.dataelem import DataElement
