@@ -5,8 +5,9 @@
 #
 #   bash scripts/busi_cv_runs.sh [CODE]      # from the repository root; CODE: a checkout to run (default: this one)
 #
-# Run it from a frozen checkout (`git worktree add --detach /tmp/cvrun HEAD`, then CODE=/tmp/cvrun) when the code
-# may change while it runs. OMP_WAIT_POLICY=PASSIVE keeps torch's threads from spinning: on 2 cores, anything
+# Issue #23's runs started from commit af86fb2: resume them with that code whatever main holds by then, so that
+# every fold of a run is trained by the same code (`git worktree add --detach /tmp/cvrun af86fb2`, then
+# CODE=/tmp/cvrun). Never edit this file in place while it runs: bash reads a running script as it goes. OMP_WAIT_POLICY=PASSIVE keeps torch's threads from spinning: on 2 cores, anything
 # started beside a spinning run slowed its epochs five to ten times.
 set -u
 CODE=${1:-$PWD}
