@@ -48,11 +48,13 @@ from .dicom_header import (
     uid_name,
 )
 from .dicom_frames import (
+    UNDEFINED_LENGTH,
     PixelDataLayout,
     believed_frame_count,
     believed_frame_size,
     check_pixel_description,
     pixel_data_layout,
+    pixel_data_length,
 )
 from .dicom_pixels import pixel_format, to_image
 from .dicom_regions import (
@@ -301,9 +303,8 @@ class DicomImage:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 pydicom.dcmread(reader, stop_before_pixels=True)  # leaves the file at the Pixel Data element
-            element = reader.read(12)
-            # (7FE0,0010), VR OB, undefined length: encapsulated frames follow (explicit VR little endian).
-            if element[:4] != b"\xe0\x7f\x10\x00" or element[8:12] != b"\xff\xff\xff\xff":
+            # Pixel Data of undefined length: encapsulated frames follow.
+            if pixel_data_length(reader, _JPEG_BASELINE) != UNDEFINED_LENGTH:
                 raise ValueError("no encapsulated Pixel Data where the header ends")
             encoded = generate_frames(reader, number_of_frames=total)
             while index < total:

@@ -23,7 +23,7 @@ from .dicom_header import pydicom_module, tag_integer
 
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 _ITEM, _SEQUENCE_END = 0xE000FFFE, 0xE0DDFFFE  # (FFFE,E000), (FFFE,E0DD) read as little-endian uint32
-_UNDEFINED = 0xFFFFFFFF
+UNDEFINED_LENGTH = 0xFFFFFFFF
 _IMPLICIT_LITTLE, _BIG_ENDIAN = "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"
 #: VRs whose explicit little-endian element header has 2 reserved bytes and a 4-byte length (PS3.5 7.1.2).
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT", b"SV", b"UV"}
@@ -51,7 +51,7 @@ class PixelDataLayout:
     truncated: bool  # the file ends inside the Pixel Data
 
 
-def _element_length(handle: BinaryIO, syntax: str) -> int | None:
+def pixel_data_length(handle: BinaryIO, syntax: str) -> int | None:
     """Past the Pixel Data element's header: its value length (0xFFFFFFFF: encapsulated); None if not there."""
     head = handle.read(8)
     if len(head) < 8 or head[:4] != _PIXEL_DATA_TAG:
@@ -109,7 +109,7 @@ def _encapsulated(handle: BinaryIO, syntax: str) -> PixelDataLayout:
         tag, length = struct.unpack("<II", head)
         if tag == _SEQUENCE_END:
             break
-        if tag != _ITEM or length == _UNDEFINED:
+        if tag != _ITEM or length == UNDEFINED_LENGTH:
             # A damaged item structure: what follows cannot be counted (the decoder says where it broke).
             return PixelDataLayout(True, frames if countable and frames else None, _how(syntax), size, False)
         body = handle.tell()
@@ -157,10 +157,10 @@ def pixel_data_layout(path: Path, dataset: Any) -> PixelDataLayout | None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 pydicom.dcmread(handle, stop_before_pixels=True)  # leaves the file at the Pixel Data element
-            length = _element_length(handle, syntax)
+            length = pixel_data_length(handle, syntax)
             if length is None:
                 return None
-            if length == _UNDEFINED:
+            if length == UNDEFINED_LENGTH:
                 return _encapsulated(handle, syntax)
             start = handle.tell()
             handle.seek(0, 2)
