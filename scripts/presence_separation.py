@@ -69,7 +69,8 @@ def main() -> int:
         checkpoint = args.run_dir / args.model / f"fold{fold['index']}" / "last.pt"
         if not (checkpoint.parent / "metrics.json").exists():
             continue  # not finished
-        model, config, _ = load_model(checkpoint)
+        model, trained = load_model(checkpoint)
+        config = trained.config
         model.eval()
         test = [samples[i] for i in _fold_indices(samples, fold)[1]]
         has_lesion = np.array([s.has_lesion for s in test], bool)

@@ -33,7 +33,7 @@ from ..report.paired import COMPARED, REFERENCE, compare_records, paired_markdow
 from ..report.reliability import fold_reliabilities, plot_reliability
 from ..report.roc import plot_roc
 from ..report.tables import aggregate, write_tables
-from .checkpoint import load_model
+from .checkpoint import Checkpoint, load_model
 from .distributed import resolve_device
 from .evaluate import Predictions, collect_features, predict, score
 from .loop import train
@@ -78,13 +78,13 @@ def test_fold_calibration(samples: list[Sample], predictions: Predictions,
                             "after": reliability(apply_temperature(probabilities, temperature), labels)}}
 
 
-def test_fold_out_of_distribution(model: Any, samples: list[Sample], payload: dict[str, Any], config: TrainConfig,
-                                  device: Any) -> dict[str, Any]:
+def test_fold_out_of_distribution(model: Any, samples: list[Sample], checkpoint: Checkpoint, device: Any
+                                  ) -> dict[str, Any]:
     """The share of the test fold's (in-distribution) images that the out-of-distribution threshold lets through."""
-    ood = payload.get("ood")
-    if not ood or "mean" not in ood:
+    if not checkpoint.has_ood_score:
         return {}
-    features = collect_features(model, [s.image for s in samples], config.model.image_size, device)
+    ood = checkpoint.ood
+    features = collect_features(model, [s.image for s in samples], checkpoint.config.model.image_size, device)
     scores = mahalanobis(features, ood["mean"].numpy(), ood["precision"].numpy())
     return {"out_of_distribution": {"threshold": float(ood["threshold"]), "chosen_on": ood.get("chosen_on", ""),
                                     "test_images": len(samples), "kept": float((scores <= ood["threshold"]).mean())}}
@@ -123,16 +123,16 @@ def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, o
                 train_idx, test_idx = _fold_indices(samples, fold)
                 train(arch_config, [samples[i] for i in train_idx], fold_dir, resume=True,
                       data_summary=data_summary(data_spec, samples), progress=progress)
-                model, _, payload = load_model(fold_dir / "last.pt", device)
+                model, checkpoint = load_model(fold_dir / "last.pt", device)
                 test_samples = [samples[i] for i in test_idx]
                 predictions = predict(model, test_samples, arch_config.model.image_size, device)
                 atomic_write_json(fold_dir / "predictions.json", records_with_dice(predictions, test_samples))
-                min_share = payload.get("presence", {}).get("min_lesion_share")
+                min_share = checkpoint.min_lesion_share
                 metrics = score(test_samples, predictions, min_share)
-                metrics.update(test_fold_calibration(test_samples, predictions, payload.get("calibration", {})))
-                metrics.update(test_fold_out_of_distribution(model, test_samples, payload, arch_config, device))
-                if "presence" in payload:
-                    metrics["presence_chosen_on"] = payload["presence"].get("chosen_on", "")
+                metrics.update(test_fold_calibration(test_samples, predictions, checkpoint.calibration))
+                metrics.update(test_fold_out_of_distribution(model, test_samples, checkpoint, device))
+                if checkpoint.presence:
+                    metrics["presence_chosen_on"] = checkpoint.presence.get("chosen_on", "")
                 atomic_write_json(metrics_file, metrics)
             per_fold.append(json.loads(metrics_file.read_text()))
             records = json.loads((fold_dir / "predictions.json").read_text())

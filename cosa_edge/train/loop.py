@@ -39,7 +39,7 @@ from ..model import CLS_LOGITS, SEG_LOGITS, build_model, model_normalisation
 from ..ood import choose_threshold, fit_gaussian, mahalanobis
 from ..presence import DEFAULT_MIN_LESION_SHARE, choose_min_lesion_share
 from ..progress import progress_bar
-from .checkpoint import add_to_checkpoint, load_checkpoint, parameters_sha256, save_checkpoint
+from .checkpoint import Checkpoint, add_to_checkpoint, load_checkpoint, parameters_sha256, save_checkpoint
 from .dataset import SegClsDataset
 from .distributed import DistContext, resolve_device
 from .schedule import lr_factor
@@ -172,12 +172,12 @@ def fit_out_of_distribution(run_dir: Path, config: TrainConfig, train_samples: l
         path = run_dir / name
         if not path.exists():
             continue
-        payload = load_checkpoint(path)
-        if payload["weights_sha256"] in fitted:
-            add_to_checkpoint(path, ood=fitted[payload["weights_sha256"]])
+        checkpoint = load_checkpoint(path)
+        if checkpoint.weights_sha256 in fitted:
+            add_to_checkpoint(path, ood=fitted[checkpoint.weights_sha256])
             continue
         model = build_model(config.model)
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(checkpoint.weights)
         model.to(device)
         # The training images and two other acquisitions of each (aspect ratio, compression): differences that
         # every scanner and video link make are not what the score is for.
@@ -191,11 +191,11 @@ def fit_out_of_distribution(run_dir: Path, config: TrainConfig, train_samples: l
         threshold = choose_threshold(mahalanobis(held_out, gaussian["mean"], gaussian["precision"]),
                                      chosen_on=f"validation: {len(val_samples)} held-out images and "
                                                f"{ACQUISITION_VIEWS} other acquisitions of each")
-        fitted[payload["weights_sha256"]] = {
+        fitted[checkpoint.weights_sha256] = {
             **threshold, "mean": torch.from_numpy(gaussian["mean"]), "precision": torch.from_numpy(gaussian["precision"]),
             "shrinkage": gaussian["shrinkage"], "training_images": gaussian["training_images"],
             "features": "mean and SD per channel of the encoder's first three stages"}
-        add_to_checkpoint(path, ood=fitted[payload["weights_sha256"]])
+        add_to_checkpoint(path, ood=fitted[checkpoint.weights_sha256])
 
 
 #: The fewest validation lesion images a temperature is fitted on; below it the probabilities stay unscaled.
@@ -261,18 +261,20 @@ def freeze_batchnorm(module: nn.Module) -> None:
             layer.eval()
 
 
-def _check_resume(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any] | None:
+def _check_resume(run_dir: Path, config: TrainConfig, resume: bool) -> Checkpoint | None:
     last = run_dir / "last.pt"
     if not last.exists():
         return None
     if not resume:
         raise CosaEdgeError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
-    payload = load_checkpoint(last)
-    previous = TrainConfig.from_dict(payload["config"])
-    if previous.replace(epochs=config.epochs) != config:
+    previous = load_checkpoint(last)
+    if previous.config.replace(epochs=config.epochs) != config:
         raise CosaEdgeError(f"{last} was trained with other settings than these; resume with the same settings "
                             "(only --epochs may change) or choose another --out")
-    return payload
+    if previous.optimizer is None or previous.scaler is None:
+        raise CosaEdgeError(f"{last} holds no optimizer state (a best.pt renamed?); resume from the last.pt "
+                            "training wrote, or choose another --out")
+    return previous
 
 
 def _truncate_log(log_path: Path, epochs_done: int) -> None:
@@ -330,12 +332,12 @@ def _train(config: TrainConfig, samples: list[Sample], run_dir: Path, data_summa
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start_epoch, best_score, best_epoch = 0, -math.inf, 0
     if previous is not None:
-        model.load_state_dict(previous["model"])
-        optimizer.load_state_dict(previous["optimizer"])
+        model.load_state_dict(previous.weights)
+        optimizer.load_state_dict(previous.optimizer)
         for group in optimizer.param_groups:  # a run written before groups had their own base rate had one group
             group.setdefault("base_lr", config.lr)
-        scaler.load_state_dict(previous["scaler"])
-        start_epoch, best_score, best_epoch = previous["epoch"], previous["best_score"], previous["best_epoch"]
+        scaler.load_state_dict(previous.scaler)
+        start_epoch, best_score, best_epoch = previous.epoch, previous.best_score, previous.best_epoch
     model.to(ctx.device)
     for state in optimizer.state.values():  # optimizer tensors were loaded on the CPU
         for key, value in state.items():
@@ -370,8 +372,8 @@ def _train(config: TrainConfig, samples: list[Sample], run_dir: Path, data_summa
     # Temperature 1 (the raw softmax) until a validation pass fits one.
     calibration: dict[str, Any] = {"temperature": 1.0, "fitted_on": "none: training had no validation split"}
     if previous is not None:
-        presence = previous.get("presence", presence)
-        calibration = previous.get("calibration", calibration)
+        presence = previous.presence or presence
+        calibration = previous.calibration or calibration
     autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else contextlib.nullcontext
 
     for epoch in range(start_epoch, config.epochs):
