@@ -32,7 +32,7 @@ from cosa_edge.metrics import auc, roc_curve
 from cosa_edge.presence import TARGET_SENSITIVITY, lesion_share
 from cosa_edge.train.checkpoint import load_model
 from cosa_edge.train.cv import _fold_indices
-from cosa_edge.train.loop import PRESENCE_TOP_SHARE
+from cosa_edge.train.losses import PRESENCE_TOP_SHARE
 
 
 def lesion_maps(model: torch.nn.Module, images: list[np.ndarray], size: int, flip: bool) -> list[np.ndarray]:

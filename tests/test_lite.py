@@ -161,7 +161,8 @@ def test_fine_tuning_gives_the_encoder_its_own_rate_frozen_statistics_and_decoup
     from cosa_edge.data.phantom import make_phantom_dataset
     from cosa_edge.model import build_model
     from cosa_edge.train.checkpoint import load_checkpoint
-    from cosa_edge.train.loop import make_optimizer, train
+    from cosa_edge.train.loop import train
+    from cosa_edge.train.optim import make_optimizer
 
     config = load_preset("edge").replace(encoder="efficientnet_lite0", pretrained="imagenet", image_size=64,
                                          decoder_channels=(32, 16, 16, 8), epochs=2, batch_size=4, val_fraction=0.0,

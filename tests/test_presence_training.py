@@ -15,7 +15,8 @@ from cosa_edge.data.phantom import make_phantom_dataset  # noqa: E402
 from cosa_edge.model import CLS_LOGITS, SEG_LOGITS  # noqa: E402
 from cosa_edge.train.checkpoint import load_checkpoint  # noqa: E402
 from cosa_edge.train.evaluate import Predictions, score  # noqa: E402
-from cosa_edge.train.loop import multitask_loss, train  # noqa: E402
+from cosa_edge.train.losses import multitask_loss  # noqa: E402
+from cosa_edge.train.loop import train  # noqa: E402
 from tests.test_train import tiny_config  # noqa: E402
 
 
