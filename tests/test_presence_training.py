@@ -69,8 +69,16 @@ def test_training_fits_a_temperature_on_validation_lesions(tmp_path: Path) -> No
     samples = make_phantom_dataset(40, seed=4, size=(64, 64), normal_fraction=0.25)
     train(tiny_config(epochs=1, val_fraction=0.4, save_every=100), samples, tmp_path / "run", progress=False)
     calibration = load_checkpoint(tmp_path / "run" / "best.pt").calibration
-    assert calibration["fitted_on"] == "validation: 12 lesion images"  # the 4 lesion-free ones have no class
-    assert 0.05 <= calibration["temperature"] <= 20 and {"ece_before", "ece_after"} <= set(calibration)
+    # Fitted on the 12 lesion images (the 4 lesion-free ones have no class). A one-epoch model's classes are near
+    # chance, so its T may run to the range's end or fail the cross-fit; either way it is not kept, and said so
+    # (tests/test_calibration.py has each case).
+    assert "validation: 12 lesion images" in calibration["fitted_on"]
+    if "rejected_temperature" in calibration:
+        assert calibration["temperature"] == 1.0 and calibration["fitted_on"].startswith("none: ")
+    else:
+        assert calibration["fitted_on"] == "validation: 12 lesion images"
+        assert 0.05 < calibration["temperature"] < 20
+    assert {"ece_before", "ece_after"} <= set(calibration)
     assert calibration["ece_after"] <= calibration["ece_before"] + 1e-9
     plain = tmp_path / "plain"
     train(tiny_config(epochs=1, save_every=100), samples, plain, progress=False)
