@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import cv2
@@ -20,6 +20,9 @@ from .stream.overlay import frame_label
 from .stream.postprocess import summarise
 from .report.roc import plot_roc
 from .report.tables import aggregate, build_tables
+
+if TYPE_CHECKING:
+    from .train.checkpoint import Checkpoint
 
 
 # BGR, Okabe-Ito: colour-blind readers tell sky blue and orange apart (unlike green and red).
@@ -46,15 +49,15 @@ def overlay(sample: Sample, predicted_mask: np.ndarray, probabilities: np.ndarra
 DEMO_LR = 1e-3
 
 
-def presence_sentence(metrics: dict, payload: dict) -> str:
+def presence_sentence(metrics: dict, checkpoint: Checkpoint) -> str:
     """What the held-out images say about 'no lesion', in words for the report."""
     presence = metrics.get("presence")
-    ood = payload.get("ood", {}).get("chosen_on")
+    ood = checkpoint.ood.get("chosen_on")
     ood_sentence = f" Out-of-distribution threshold: {ood}." if ood else ""
     if not presence:
         return ood_sentence.strip()
     return (f"Lesion presence (a lesion is reported only where the mask covers at least "
-            f"{presence['min_lesion_share']:.2%} of the image; {payload['presence']['chosen_on']}): "
+            f"{presence['min_lesion_share']:.2%} of the image; {checkpoint.presence['chosen_on']}): "
             f"{presence['sensitivity']:.0%} of the {presence['lesion_images']} held-out lesion images keep their "
             f"lesion, {presence['specificity']:.0%} of the {presence['lesion_free_images']} lesion-free ones are "
             "called lesion-free." + ood_sentence)
@@ -90,10 +93,10 @@ def run_demo(out_dir: Path, data_spec: str = "phantom:160", epochs: int = 12, im
 
     click.echo("[3/6] evaluating best.pt on the held-out images")
     torch_device = resolve_device(device)
-    model, _, payload = load_model(run_dir / "best.pt", torch_device)
+    model, checkpoint = load_model(run_dir / "best.pt", torch_device)
     _, val_samples = split_validation(samples, config)
     predictions = predict(model, val_samples, image_size, torch_device)
-    min_share = payload["presence"]["min_lesion_share"]
+    min_share = checkpoint.presence["min_lesion_share"]
     metrics = score(val_samples, predictions, min_share)
     atomic_write_json(out_dir / "metrics.json", metrics)
 
@@ -102,7 +105,7 @@ def run_demo(out_dir: Path, data_spec: str = "phantom:160", epochs: int = 12, im
              f"MTL-COSA ({config.model.encoder}, {image_size}x{image_size}) trained from scratch for {epochs} epochs "
              f"on `{data_spec}` ({len(samples)} images, {len(val_samples)} held out), "
              f"in {time.perf_counter() - started:.0f} s on {torch_device}.\n",
-             *_score_lines(metrics, payload, data_spec)]
+             *_score_lines(metrics, checkpoint, data_spec)]
     if (out_dir / "roc.png").exists():
         lines.append("![ROC](roc.png)\n")
     lines += deploy_and_measure(out_dir, run_dir / "best.pt", device, val_samples)
@@ -125,12 +128,12 @@ def _write_figures(out_dir: Path, samples: list[Sample], predictions: Any, min_s
                  out_dir / "roc.png", "ROC (held-out lesion images)")
 
 
-def _score_lines(metrics: dict[str, Any], payload: dict[str, Any], data_spec: str) -> list[str]:
+def _score_lines(metrics: dict[str, Any], checkpoint: Checkpoint, data_spec: str) -> list[str]:
     """The report's scores: what they are, the paper's tables, and the overlays."""
     lines = ["Scores on the held-out images (one split, so the ± columns are 0). Segmentation and classification "
              "are scored on the images with a lesion; the second table follows the paper's Table 2, where benign "
              "is the positive class; the third counts malignant as positive, as a clinician would. "
-             + presence_sentence(metrics, payload) + "\n"]
+             + presence_sentence(metrics, checkpoint) + "\n"]
     for header, rows in build_tables({"mtl_cosa": {"aggregate": aggregate([metrics])}}, data_spec).values():
         lines.append("| " + " | ".join(header) + " |\n|" + "|".join("---" for _ in header) + "|")
         lines += ["| " + " | ".join(r) + " |" for r in rows]

@@ -206,7 +206,8 @@ def time_model(checkpoint: Path, device: str, batches: tuple[int, ...], iteratio
     from cosa_edge.model.regions import region_maps
     from cosa_edge.train.checkpoint import load_model
 
-    model, config, _ = load_model(checkpoint, device)
+    model, trained = load_model(checkpoint, device)
+    config = trained.config
     model.eval()
     cuda = device.startswith("cuda")
     dtype = torch.float16 if cuda else torch.float32

@@ -32,7 +32,7 @@ from cosa_edge.metrics import auc, roc_curve
 from cosa_edge.presence import TARGET_SENSITIVITY, lesion_share
 from cosa_edge.train.checkpoint import load_model
 from cosa_edge.train.cv import _fold_indices
-from cosa_edge.train.loop import PRESENCE_TOP_SHARE
+from cosa_edge.train.losses import PRESENCE_TOP_SHARE
 
 
 def lesion_maps(model: torch.nn.Module, images: list[np.ndarray], size: int, flip: bool) -> list[np.ndarray]:
@@ -69,7 +69,8 @@ def main() -> int:
         checkpoint = args.run_dir / args.model / f"fold{fold['index']}" / "last.pt"
         if not (checkpoint.parent / "metrics.json").exists():
             continue  # not finished
-        model, config, _ = load_model(checkpoint)
+        model, trained = load_model(checkpoint)
+        config = trained.config
         model.eval()
         test = [samples[i] for i in _fold_indices(samples, fold)[1]]
         has_lesion = np.array([s.has_lesion for s in test], bool)

@@ -208,7 +208,7 @@ def test_checkpoint_weights_are_checked_on_load(trained_checkpoint: Path, tmp_pa
     from cosa_edge.export.onnx_export import export_onnx
     from cosa_edge.train.checkpoint import load_checkpoint
 
-    payload = load_checkpoint(trained_checkpoint)
+    payload = load_checkpoint(trained_checkpoint).to_payload()  # the file's own dict, to change one weight in
     with open_engine(trained_checkpoint) as engine:
         assert engine.integrity.verified and engine.integrity.sha256 == payload["weights_sha256"]
     name = next(k for k, v in payload["model"].items() if v.is_floating_point())

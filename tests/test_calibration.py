@@ -83,3 +83,22 @@ def test_the_calibration_record_holds_plain_types_only() -> None:
         for seed in range(3):
             probabilities, labels = _overconfident(77, true_temperature, seed=seed)
             assert plain(calibrate(probabilities, labels, fitted_on="validation"))
+
+
+def test_a_temperature_at_the_end_of_its_range_is_not_kept() -> None:
+    """Validation images the model separates perfectly drive T to the range's floor (the demo fitted T = 0.05 and
+    showed "malignancy score 1.00"); the cross-fit alone lets it through, so the range rule refuses it."""
+    from cosa_edge.calibration import TEMPERATURE_RANGE, cross_fitted_nll
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 60)
+    confidence = rng.uniform(0.6, 0.9, 60)  # every image on the right side: nothing bounds the sharpening
+    probabilities = np.stack([np.where(labels == 0, confidence, 1 - confidence),
+                              np.where(labels == 1, confidence, 1 - confidence)], axis=1)
+    assert fit_temperature(probabilities, labels) == pytest.approx(TEMPERATURE_RANGE[0], rel=0.01)
+    unscaled, scaled = cross_fitted_nll(probabilities, labels)
+    assert scaled < unscaled  # what let such a T through before the range rule
+    result = calibrate(probabilities, labels, fitted_on="validation: 60 lesion images")
+    assert result["temperature"] == 1.0 and result["rejected_temperature"] == pytest.approx(0.05, rel=0.01)
+    assert result["fitted_on"].startswith("none: on the validation: 60 lesion images, the fitted temperature")
+    assert result["ece_after"] == result["ece_before"]

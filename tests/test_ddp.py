@@ -34,8 +34,8 @@ def test_two_ranks_end_identical_and_match_one_process(tmp_path: Path) -> None:
     ranks = json.loads((tmp_path / "ddp" / "ranks.json").read_text())
     assert ranks["world_size"] == 2
     assert len(set(ranks["rank_parameter_sha256"])) == 1
-    ddp = load_checkpoint(tmp_path / "ddp" / "last.pt")["model"]
-    single = load_checkpoint(tmp_path / "single" / "last.pt")["model"]
+    ddp = load_checkpoint(tmp_path / "ddp" / "last.pt").weights
+    single = load_checkpoint(tmp_path / "single" / "last.pt").weights
     for name in single:
         torch.testing.assert_close(ddp[name], single[name], rtol=1e-4, atol=1e-5)
     assert (tmp_path / "ddp" / "log.jsonl").read_text().count("\n") == 2  # rank 0 alone logs

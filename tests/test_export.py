@@ -32,7 +32,7 @@ def test_export_is_valid_onnx_with_the_contract_and_metadata(exported_onnx: Path
 
     assert (meta.architecture, meta.encoder, meta.input_size) == ("mtl_cosa", "resnet18", 64)
     assert meta.class_names == ("benign", "malignant") and meta.normalisation == {"mean": 0.449, "std": 0.226}
-    assert meta.weights_sha256 == load_checkpoint(trained_checkpoint)["weights_sha256"]
+    assert meta.weights_sha256 == load_checkpoint(trained_checkpoint).weights_sha256
     assert meta.training_data == {} or "train_counts" in meta.training_data
 
 
@@ -68,7 +68,7 @@ def test_parity_check_catches_a_different_model(exported_onnx: Path, trained_che
 
     from cosa_edge.train.checkpoint import load_checkpoint, load_model, weights_sha256
 
-    payload = load_checkpoint(trained_checkpoint)
+    payload = load_checkpoint(trained_checkpoint).to_payload()
     payload["model"] = {k: (v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v)
                         for k, v in payload["model"].items()}
     tampered = tmp_path / "tampered.pt"

@@ -23,10 +23,10 @@ def test_cuda_training_with_amp(tmp_path: Path) -> None:
     config = tiny_config(epochs=2, device="cuda", amp=True, val_fraction=0.25)
     train(config, samples, tmp_path / "run", progress=False)
     checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert checkpoint["scaler"], "GradScaler state is empty: AMP was not used"
+    assert checkpoint.scaler, "GradScaler state is empty: AMP was not used"
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
-    assert all(t.device.type == "cpu" for t in checkpoint["model"].values())  # portable checkpoints
+    assert all(t.device.type == "cpu" for t in checkpoint.weights.values())  # portable checkpoints
 
 
 def test_one_gpu_nccl_run_through_torchrun(tmp_path: Path) -> None:
@@ -37,4 +37,4 @@ def test_one_gpu_nccl_run_through_torchrun(tmp_path: Path) -> None:
     run_torchrun(LaunchOptions(nproc_per_node=1), run / "launch.json")
     ranks = json.loads((run / "ranks.json").read_text())
     assert ranks["world_size"] == 1
-    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+    assert load_checkpoint(run / "last.pt").epoch == 1

@@ -94,8 +94,8 @@ def test_a_lite_model_trains_and_exports_with_its_own_normalisation(tmp_path: Pa
                                          val_fraction=0.0, device="cpu")
     samples = make_phantom_dataset(8, seed=0, size=(64, 64))
     train(config, samples, tmp_path / "run", progress=False)
-    model, _, payload = load_model(tmp_path / "run" / "last.pt")
-    assert payload["normalisation"] == {"mean": 0.5, "std": 0.5} and model.normalisation == LITE_NORMALISATION
+    model, checkpoint = load_model(tmp_path / "run" / "last.pt")
+    assert checkpoint.normalisation == LITE_NORMALISATION and model.normalisation == LITE_NORMALISATION
     result = export_onnx(tmp_path / "run" / "last.pt", tmp_path / "lite.onnx")
     assert result.metadata.normalisation == {"mean": 0.5, "std": 0.5}
     assert result.metadata.encoder == "efficientnet_lite0"
@@ -118,7 +118,7 @@ def test_a_lite_model_trains_and_exports_with_its_own_normalisation(tmp_path: Pa
     old = torch.load(trained_checkpoint, map_location="cpu", weights_only=True)
     old.pop("normalisation", None)
     torch.save(old, tmp_path / "old.pt")
-    model, _, _ = load_model(tmp_path / "old.pt")
+    model, _ = load_model(tmp_path / "old.pt")
     assert model.normalisation == normalisation_for("resnet18")
     with open_engine(result.path) as engine:
         assert json.loads(json.dumps(engine.metadata.normalisation)) == {"mean": 0.5, "std": 0.5}
@@ -161,7 +161,8 @@ def test_fine_tuning_gives_the_encoder_its_own_rate_frozen_statistics_and_decoup
     from cosa_edge.data.phantom import make_phantom_dataset
     from cosa_edge.model import build_model
     from cosa_edge.train.checkpoint import load_checkpoint
-    from cosa_edge.train.loop import make_optimizer, train
+    from cosa_edge.train.loop import train
+    from cosa_edge.train.optim import make_optimizer
 
     config = load_preset("edge").replace(encoder="efficientnet_lite0", pretrained="imagenet", image_size=64,
                                          decoder_channels=(32, 16, 16, 8), epochs=2, batch_size=4, val_fraction=0.0,
@@ -172,10 +173,10 @@ def test_fine_tuning_gives_the_encoder_its_own_rate_frozen_statistics_and_decoup
     assert [g["base_lr"] for g in optimizer.param_groups] == pytest.approx([1e-4, 1e-3])
     before = {k: v.clone() for k, v in build_model(config.model).encoder.state_dict().items() if "running" in k}
     train(config, make_phantom_dataset(8, seed=0, size=(64, 64)), tmp_path / "run", progress=False)
-    payload = load_checkpoint(tmp_path / "run" / "last.pt")
-    after = {k.removeprefix("encoder."): v for k, v in payload["model"].items() if k.startswith("encoder.")}
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    after = {k.removeprefix("encoder."): v for k, v in checkpoint.weights.items() if k.startswith("encoder.")}
     assert before and all(torch.equal(before[k], after[k]) for k in before)  # ImageNet's statistics, untouched
-    groups = payload["optimizer"]["param_groups"]
+    groups = checkpoint.optimizer["param_groups"]
     assert [g["base_lr"] for g in groups] == pytest.approx([1e-4, 1e-3])
     # The schedule scaled each group's own rate: both by the same factor at the last step.
     assert groups[0]["lr"] / groups[0]["base_lr"] == pytest.approx(groups[1]["lr"] / groups[1]["base_lr"])

@@ -121,7 +121,7 @@ def busi_checkpoint(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathF
 
     from cosa_edge.train.checkpoint import load_checkpoint
 
-    payload = load_checkpoint(trained_checkpoint)
+    payload = load_checkpoint(trained_checkpoint).to_payload()
     payload["data"] = {**payload.get("data", {}), **BUSI_DATA}
     path = tmp_path_factory.mktemp("busi") / "best.pt"
     torch.save(payload, path)

@@ -15,7 +15,8 @@ from cosa_edge.data.phantom import make_phantom_dataset  # noqa: E402
 from cosa_edge.model import CLS_LOGITS, SEG_LOGITS  # noqa: E402
 from cosa_edge.train.checkpoint import load_checkpoint  # noqa: E402
 from cosa_edge.train.evaluate import Predictions, score  # noqa: E402
-from cosa_edge.train.loop import multitask_loss, train  # noqa: E402
+from cosa_edge.train.losses import multitask_loss  # noqa: E402
+from cosa_edge.train.loop import train  # noqa: E402
 from tests.test_train import tiny_config  # noqa: E402
 
 
@@ -55,29 +56,37 @@ def test_training_with_lesion_free_images_chooses_the_threshold_on_validation(tm
     config = tiny_config(epochs=2, val_fraction=0.4, save_every=100)
     train(config, samples, tmp_path / "run", progress=False)
     for name in ("last.pt", "best.pt"):
-        presence = load_checkpoint(tmp_path / "run" / name)["presence"]
+        presence = load_checkpoint(tmp_path / "run" / name).presence
         assert presence["chosen_on"].startswith("validation: ") and presence["min_lesion_share"] > 0
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["val"]["lesion_free_images"] == 2 and "presence" in log[-1]["val"]
     # Without a validation split the default stands, and says so.
     train(tiny_config(epochs=1, save_every=100), samples, tmp_path / "plain", progress=False)
-    assert load_checkpoint(tmp_path / "plain" / "last.pt")["presence"]["chosen_on"].startswith("default")
+    assert load_checkpoint(tmp_path / "plain" / "last.pt").presence["chosen_on"].startswith("default")
 
 
 def test_training_fits_a_temperature_on_validation_lesions(tmp_path: Path) -> None:
     samples = make_phantom_dataset(40, seed=4, size=(64, 64), normal_fraction=0.25)
     train(tiny_config(epochs=1, val_fraction=0.4, save_every=100), samples, tmp_path / "run", progress=False)
-    calibration = load_checkpoint(tmp_path / "run" / "best.pt")["calibration"]
-    assert calibration["fitted_on"] == "validation: 12 lesion images"  # the 4 lesion-free ones have no class
-    assert 0.05 <= calibration["temperature"] <= 20 and {"ece_before", "ece_after"} <= set(calibration)
+    calibration = load_checkpoint(tmp_path / "run" / "best.pt").calibration
+    # Fitted on the 12 lesion images (the 4 lesion-free ones have no class). A one-epoch model's classes are near
+    # chance, so its T may run to the range's end or fail the cross-fit; either way it is not kept, and said so
+    # (tests/test_calibration.py has each case).
+    assert "validation: 12 lesion images" in calibration["fitted_on"]
+    if "rejected_temperature" in calibration:
+        assert calibration["temperature"] == 1.0 and calibration["fitted_on"].startswith("none: ")
+    else:
+        assert calibration["fitted_on"] == "validation: 12 lesion images"
+        assert 0.05 < calibration["temperature"] < 20
+    assert {"ece_before", "ece_after"} <= set(calibration)
     assert calibration["ece_after"] <= calibration["ece_before"] + 1e-9
     plain = tmp_path / "plain"
     train(tiny_config(epochs=1, save_every=100), samples, plain, progress=False)
-    assert load_checkpoint(plain / "last.pt")["calibration"] == {"temperature": 1.0,
+    assert load_checkpoint(plain / "last.pt").calibration == {"temperature": 1.0,
                                                                "fitted_on": "none: training had no validation split"}
     few = tmp_path / "few"  # 8 validation images, 6 with a lesion: too few to fit a temperature on
     train(tiny_config(epochs=1, val_fraction=0.4, save_every=100), samples[:20], few, progress=False)
-    assert load_checkpoint(few / "last.pt")["calibration"]["fitted_on"].startswith("none: 6 validation lesion images")
+    assert load_checkpoint(few / "last.pt").calibration["fitted_on"].startswith("none: 6 validation lesion images")
 
 
 def test_the_exported_graph_applies_the_checkpoint_temperature(trained_checkpoint: Path, exported_onnx: Path,
@@ -88,7 +97,7 @@ def test_the_exported_graph_applies_the_checkpoint_temperature(trained_checkpoin
     from cosa_edge.engines.onnxruntime_engine import OnnxRuntimeEngine
     from cosa_edge.export.onnx_export import export_onnx
 
-    payload = load_checkpoint(trained_checkpoint)
+    payload = load_checkpoint(trained_checkpoint).to_payload()
     payload["calibration"] = {"temperature": 2.5, "fitted_on": "test: a chosen temperature"}
     calibrated = tmp_path / "calibrated.pt"
     torch.save(payload, calibrated)

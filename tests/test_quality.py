@@ -136,7 +136,7 @@ def test_too_few_validation_images_give_no_score_and_say_why(tmp_path: Path) -> 
 
     samples = make_phantom_dataset(24, seed=3, size=(64, 64))
     train(tiny_config(epochs=1, val_fraction=0.25, save_every=100), samples, tmp_path / "run", progress=False)
-    assert load_checkpoint(tmp_path / "run" / "best.pt")["ood"] == {
+    assert load_checkpoint(tmp_path / "run" / "best.pt").ood == {
         "chosen_on": "none: 6 validation images, fewer than the 20 a threshold needs"}
 
 

@@ -14,7 +14,8 @@ from cosa_edge.config import load_preset  # noqa: E402
 from cosa_edge.data.phantom import make_phantom_dataset  # noqa: E402
 from cosa_edge.errors import CosaEdgeError  # noqa: E402
 from cosa_edge.model import CLS_LOGITS, SEG_LOGITS  # noqa: E402
-from cosa_edge.train.loop import multitask_loss, presence_loss, soft_dice_loss, train  # noqa: E402
+from cosa_edge.train.losses import multitask_loss, presence_loss, soft_dice_loss  # noqa: E402
+from cosa_edge.train.loop import train  # noqa: E402
 from cosa_edge.train.schedule import lr_factor  # noqa: E402
 
 

@@ -31,7 +31,7 @@ def test_tiny_model_overfits_eight_phantoms(tmp_path: Path) -> None:
     config = tiny_config(epochs=150, batch_size=8, lr=1e-3, augment=False, save_every=1000,
                          decoder_channels=(128, 64, 32, 16))
     train(config, samples, tmp_path / "run", progress=False)
-    model, _, _ = load_model(tmp_path / "run" / "last.pt")
+    model, _ = load_model(tmp_path / "run" / "last.pt")
     metrics = score(samples, predict(model, samples, 64, torch.device("cpu")))
     assert metrics["segmentation"]["DSC"] > 0.9
     assert metrics["classification_paper"]["ACC"] == 1.0
@@ -48,8 +48,8 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     train(config, samples, tmp_path / "interrupted", resume=True, progress=False)
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")
     resumed = load_checkpoint(tmp_path / "interrupted" / "last.pt")
-    assert resumed["epoch"] == 2
-    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    assert resumed.epoch == 2
+    assert resumed.weights_sha256 == straight.weights_sha256
     epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
     assert epochs == [1, 2] and json.loads(log.read_text().splitlines()[1])["loss"] != 9.9
 
@@ -73,8 +73,8 @@ def test_validation_split_selects_best_and_logs_metrics(tmp_path: Path) -> None:
     assert [r["epoch"] for r in records] == [1, 2]
     assert {"segmentation", "classification_paper", "classification_clinical"} <= set(records[0]["val"])
     best = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert best["selected_by"] == "validation score" and "optimizer" not in best
-    assert best["epoch"] == max(records, key=lambda r: r["score"])["epoch"]
+    assert best.selected_by == "validation score" and best.optimizer is None
+    assert best.epoch == max(records, key=lambda r: r["score"])["epoch"]
 
 
 def test_validation_every_few_epochs_always_validates_the_last_and_chooses_among_validated(tmp_path: Path) -> None:
@@ -85,11 +85,11 @@ def test_validation_every_few_epochs_always_validates_the_last_and_chooses_among
     assert [r["epoch"] for r in records if "val" in r] == [2, 4, 5]  # every second, and the last
     assert all("score" not in r for r in records if "val" not in r)
     best = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert best["epoch"] in (2, 4, 5)
-    assert best["epoch"] == max((r for r in records if "score" in r), key=lambda r: r["score"])["epoch"]
+    assert best.epoch in (2, 4, 5)
+    assert best.epoch == max((r for r in records if "score" in r), key=lambda r: r["score"])["epoch"]
     # The last checkpoint carries the fits of the last epoch's validation pass.
     last = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert last["calibration"] == records[-1]["val"]["calibration"]
+    assert last.calibration == records[-1]["val"]["calibration"]
 
 
 def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
@@ -103,6 +103,56 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
         load_checkpoint(foreign)
     with pytest.raises(CosaEdgeError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def _raw(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _same_entries(a: object, b: object) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_entries(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_entries(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
+    return a == b
+
+
+def test_the_checkpoint_record_reads_and_writes_back_every_entry(tmp_path: Path) -> None:
+    """The typed record is a view of the file's dict: read and written back, a file (with an entry this version
+    does not know, as a newer one may add) is unchanged entry by entry, and typed fields read what the file says."""
+    from dataclasses import replace
+
+    train(tiny_config(epochs=1, val_fraction=0.34), make_phantom_dataset(12, seed=2, size=(64, 64)),
+          tmp_path / "run", progress=False)
+    path = tmp_path / "run" / "last.pt"
+    raw = {**_raw(path), "reviewer_note": "kept as it is"}
+    torch.save(raw, path)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.extra == {"reviewer_note": "kept as it is"}
+    assert checkpoint.epoch == 1 and checkpoint.tasks == ("segmentation", "classification")
+    assert checkpoint.min_lesion_share == raw["presence"]["min_lesion_share"]
+    assert checkpoint.temperature == raw["calibration"]["temperature"]
+    assert not checkpoint.has_ood_score and checkpoint.ood["chosen_on"].startswith("none: 4 validation images")
+    checkpoint.write(tmp_path / "again.pt")
+    assert _same_entries(_raw(tmp_path / "again.pt"), raw)
+    replace(checkpoint, selected_by="a test").write(tmp_path / "changed.pt")
+    assert not _same_entries(_raw(tmp_path / "changed.pt"), raw)  # the comparison can fail
+
+
+def test_a_checkpoint_missing_an_entry_every_run_writes_is_refused_by_name(tmp_path: Path) -> None:
+    train(tiny_config(epochs=1), make_phantom_dataset(4, seed=1, size=(64, 64)), tmp_path / "run", progress=False)
+    raw = _raw(tmp_path / "run" / "last.pt")
+    del raw["model"]
+    torch.save(raw, tmp_path / "cut.pt")
+    with pytest.raises(CosaEdgeError, match="lacks or garbles an entry"):
+        load_checkpoint(tmp_path / "cut.pt")
+    # A best.pt (no optimizer) copied over last.pt cannot be resumed from; the run says so.
+    (tmp_path / "run" / "last.pt").write_bytes((tmp_path / "run" / "best.pt").read_bytes())
+    with pytest.raises(CosaEdgeError, match="holds no optimizer state"):
+        train(tiny_config(epochs=2), make_phantom_dataset(4, seed=1, size=(64, 64)), tmp_path / "run",
+              resume=True, progress=False)
 
 
 class _Exploit:

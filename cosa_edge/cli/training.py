@@ -78,7 +78,8 @@ def evaluate(checkpoint: str, data_spec: str, split: str, out_dir: str | None, d
     from ..train.loop import split_validation
 
     torch_device = resolve_device(device)
-    model, config, payload = load_model(Path(checkpoint), torch_device)
+    model, trained = load_model(Path(checkpoint), torch_device)
+    config = trained.config
     include_normal = config.include_normal if include_normal is None else include_normal
     samples = load_dataset(data_spec, phantom_size=config.model.image_size, seed=config.seed,
                            include_normal=include_normal)
@@ -88,7 +89,7 @@ def evaluate(checkpoint: str, data_spec: str, split: str, out_dir: str | None, d
         if not samples:
             raise CosaEdgeError(f"the {split} split is empty (the run's val_fraction is {config.val_fraction})")
     metrics = score(samples, predict(model, samples, config.model.image_size, torch_device, progress=True),
-                    payload.get("presence", {}).get("min_lesion_share"))
+                    trained.min_lesion_share)
     click.echo(json.dumps(_rounded(metrics), indent=2))
     if out_dir:
         atomic_write_json(Path(out_dir) / "metrics.json", metrics)

@@ -6,7 +6,7 @@ runs; :func:`deploy_metadata` is the one constructor of a model's metadata from 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,9 @@ from ..contract import CLASS_OUTPUT, LESION_OUTPUT, OOD_OUTPUT, ModelMetadata
 from ..data.preprocess import DEFAULT_NORMALISATION, Normalisation
 from ..errors import CosaEdgeError
 from ..model import CLS_LOGITS, FEATURES, SEG_LOGITS, model_normalisation
+
+if TYPE_CHECKING:
+    from ..train.checkpoint import Checkpoint
 
 
 class MahalanobisScore(nn.Module):
@@ -30,11 +33,6 @@ class MahalanobisScore(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         difference = features.float() - self.mean
         return ((difference @ self.precision) * difference).sum(dim=1, keepdim=True)
-
-
-def ood_metadata(payload: dict[str, Any]) -> dict[str, Any]:
-    """What an artifact says about its out-of-distribution score: everything but the Gaussian itself."""
-    return {k: v for k, v in payload.get("ood", {}).items() if k not in ("mean", "precision")}
 
 
 def normalisation_record(model: nn.Module) -> dict[str, float]:
@@ -66,13 +64,12 @@ class DeployModule(nn.Module):
         self.tasks = tuple(model.tasks)
 
     @classmethod
-    def of_checkpoint(cls, model: nn.Module, payload: dict[str, Any]) -> DeployModule:
+    def of_checkpoint(cls, model: nn.Module, checkpoint: Checkpoint) -> DeployModule:
         """The module with the checkpoint's own calibration (temperature 1 where none was fitted) and, where
         training fitted one, its out-of-distribution score."""
-        ood = payload.get("ood")
-        score = MahalanobisScore(ood["mean"], ood["precision"]) if ood and "mean" in ood else None
-        return cls(model, norm=model_normalisation(model),
-                   temperature=float(payload.get("calibration", {}).get("temperature", 1.0)), ood=score)
+        score = MahalanobisScore(checkpoint.ood["mean"], checkpoint.ood["precision"]) \
+            if checkpoint.has_ood_score else None
+        return cls(model, norm=model_normalisation(model), temperature=checkpoint.temperature, ood=score)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.model(image * self.scale - self.shift)
@@ -102,13 +99,14 @@ class DeployModule(nn.Module):
         return names
 
 
-def deploy_metadata(model: nn.Module, config: Any, payload: dict[str, Any], outputs: list[str],
-                    cosa_op: str = "onnx") -> ModelMetadata:
-    """The metadata of an artifact made from a checkpoint (its loaded ``model``, ``config`` and ``payload``) with
-    these ``outputs``: what the model is, where its data came from, its presence rule, calibration and OOD gate."""
+def deploy_metadata(model: nn.Module, checkpoint: Checkpoint, outputs: list[str], cosa_op: str = "onnx"
+                    ) -> ModelMetadata:
+    """The metadata of an artifact made from a checkpoint (and its loaded ``model``) with these ``outputs``: what
+    the model is, where its data came from, its presence rule, calibration and OOD gate."""
+    model_config = checkpoint.config.model
     return ModelMetadata(
-        architecture=config.model.architecture, encoder=config.model.encoder, input_size=config.model.image_size,
-        outputs=tuple(outputs), cosa_edge_version=__version__, weights_sha256=payload.get("weights_sha256", ""),
-        normalisation=normalisation_record(model), training_data=payload.get("data", {}), cosa_op=cosa_op,
-        presence=payload.get("presence", {}), calibration=payload.get("calibration", {}),
-        ood=ood_metadata(payload) if OOD_OUTPUT in outputs else {})
+        architecture=model_config.architecture, encoder=model_config.encoder, input_size=model_config.image_size,
+        outputs=tuple(outputs), cosa_edge_version=__version__, weights_sha256=checkpoint.weights_sha256,
+        normalisation=normalisation_record(model), training_data=checkpoint.data, cosa_op=cosa_op,
+        presence=checkpoint.presence, calibration=checkpoint.calibration,
+        ood=checkpoint.ood_description if OOD_OUTPUT in outputs else {})

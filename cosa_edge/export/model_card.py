@@ -268,7 +268,8 @@ def _cv_section(metadata: ModelMetadata, cv: CvSummary | None) -> list[str]:
 
 def build_model_card(metadata: ModelMetadata, checkpoint: dict[str, Any], cv: CvSummary | None = None,
                      graph_sha256: str = "") -> str:
-    """The card in Markdown. ``checkpoint``: the checkpoint's payload (config, epoch, ...; weights are not read)."""
+    """The card in Markdown. ``checkpoint``: how the checkpoint was trained, as plain data (config, epoch,
+    selected_by: ``Checkpoint.training_record()``)."""
     name = DISPLAY_NAMES.get(metadata.architecture, metadata.architecture)
     presence_chosen = _presence_is_chosen(metadata.presence or {})
     lines = [

@@ -87,9 +87,10 @@ def export_onnx(checkpoint: Path, output: Path, *, opset: int = DEFAULT_OPSET, c
         raise CosaEdgeError(f"--cosa-op must be onnx or plugin, not {cosa_op!r}")
     if opset < 17:
         raise CosaEdgeError(f"opset {opset} is too old; use 17 or newer")
-    model, config, payload, _ = load_verified_model(Path(checkpoint))  # refuses changed weights
+    model, trained, _ = load_verified_model(Path(checkpoint))  # refuses changed weights
+    config = trained.config
     cv = read_cv_results(Path(cv_results), config.model.architecture) if cv_results else None
-    deploy = DeployModule.of_checkpoint(model, payload).eval()
+    deploy = DeployModule.of_checkpoint(model, trained).eval()
     if cosa_op == "plugin" and config.model.architecture != "mtl_cosa":
         raise CosaEdgeError(f"--cosa-op plugin needs an mtl_cosa model; this checkpoint is {config.model.architecture}")
     size = config.model.image_size
@@ -105,12 +106,12 @@ def export_onnx(checkpoint: Path, output: Path, *, opset: int = DEFAULT_OPSET, c
                                                             **{n: {0: "batch"} for n in names}},
                           custom_opsets={PLUGIN_DOMAIN: 1} if cosa_op == "plugin" else None)
     proto = onnx.load_from_string(buffer.getvalue())
-    metadata = deploy_metadata(model, config, payload, names, cosa_op)
+    metadata = deploy_metadata(model, trained, names, cosa_op)
     proto.producer_name, proto.producer_version = "cosa-edge", __version__
     onnx.checker.check_model(proto, full_check=cosa_op == "onnx")
     # Serialized once: the card names the graph hash, and is stored in the metadata, which the hash leaves out.
     serialized = SerializedModel.of(proto)
-    card = build_model_card(metadata, payload, cv, graph_sha256=serialized.sha256)
+    card = build_model_card(metadata, trained.training_record(), cv, graph_sha256=serialized.sha256)
     metadata = serialized.write(Path(output), metadata.with_changes(model_card=card))
     atomic_write_text(card_path(output), card)
     return ExportResult(path=Path(output), metadata=metadata, card=card_path(output))

@@ -34,11 +34,11 @@ class TorchEngine(Engine):
         # (a training run later in the same process) must find it as it left it.
         self._threads = lambda: torch_threads(threads)
         with self._threads():
-            model, config, payload, self.integrity = load_verified_model(Path(path), device)
+            model, checkpoint, self.integrity = load_verified_model(Path(path), device)
         self._torch = torch
         self.device = torch.device(device)
-        self.module = DeployModule.of_checkpoint(model, payload).to(self.device).eval()
-        metadata = deploy_metadata(model, config, payload, self.module.output_names)
+        self.module = DeployModule.of_checkpoint(model, checkpoint).to(self.device).eval()
+        metadata = deploy_metadata(model, checkpoint, self.module.output_names)
         super().__init__(path, metadata)
 
     @property

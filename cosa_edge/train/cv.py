@@ -33,7 +33,7 @@ from ..report.paired import COMPARED, REFERENCE, compare_records, paired_markdow
 from ..report.reliability import fold_reliabilities, plot_reliability
 from ..report.roc import plot_roc
 from ..report.tables import aggregate, write_tables
-from .checkpoint import load_model
+from .checkpoint import Checkpoint, load_model
 from .distributed import resolve_device
 from .evaluate import Predictions, collect_features, predict, score
 from .loop import train
@@ -78,13 +78,13 @@ def test_fold_calibration(samples: list[Sample], predictions: Predictions,
                             "after": reliability(apply_temperature(probabilities, temperature), labels)}}
 
 
-def test_fold_out_of_distribution(model: Any, samples: list[Sample], payload: dict[str, Any], config: TrainConfig,
-                                  device: Any) -> dict[str, Any]:
+def test_fold_out_of_distribution(model: Any, samples: list[Sample], checkpoint: Checkpoint, device: Any
+                                  ) -> dict[str, Any]:
     """The share of the test fold's (in-distribution) images that the out-of-distribution threshold lets through."""
-    ood = payload.get("ood")
-    if not ood or "mean" not in ood:
+    if not checkpoint.has_ood_score:
         return {}
-    features = collect_features(model, [s.image for s in samples], config.model.image_size, device)
+    ood = checkpoint.ood
+    features = collect_features(model, [s.image for s in samples], checkpoint.config.model.image_size, device)
     scores = mahalanobis(features, ood["mean"].numpy(), ood["precision"].numpy())
     return {"out_of_distribution": {"threshold": float(ood["threshold"]), "chosen_on": ood.get("chosen_on", ""),
                                     "test_images": len(samples), "kept": float((scores <= ood["threshold"]).mean())}}
@@ -99,55 +99,84 @@ def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, o
     # split of the training folds (never the test fold) fits the temperature and the presence threshold.
     config = config.replace(val_fraction=config.val_fraction or CALIBRATION_VAL_FRACTION)
     device = resolve_device(config.device)
-    folds_file = out_dir / "folds.json"
-    if folds_file.exists():
-        fold_list = json.loads(folds_file.read_text())["folds"]
-        if len(fold_list) != folds:
-            raise CosaEdgeError(f"{out_dir} holds a {len(fold_list)}-fold run; use --folds {len(fold_list)} or another --out")
-    else:
-        fold_list = make_folds(samples, folds, config.seed, group_duplicates)
-        atomic_write_json(folds_file, {"data": data_summary(data_spec, samples), "group_near_duplicates": group_duplicates,
-                                       "folds": fold_list})
-
+    fold_list = _fold_list(out_dir, samples, folds, config.seed, group_duplicates, data_spec)
     results: dict[str, dict[str, Any]] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for architecture in architectures:
         arch_config = config.replace(architecture=architecture)
         per_fold: list[dict[str, Any]] = []
-        labels_all: list[np.ndarray] = []
-        scores_all: list[np.ndarray] = []
+        fold_curves: list[tuple[np.ndarray, np.ndarray]] = []
         for fold in progress_bar(fold_list, desc=f"cross-validating {architecture}", unit="fold", disable=not progress):
             fold_dir = out_dir / architecture / f"fold{fold['index']}"
-            metrics_file = fold_dir / "metrics.json"
-            if not metrics_file.exists():
-                train_idx, test_idx = _fold_indices(samples, fold)
-                train(arch_config, [samples[i] for i in train_idx], fold_dir, resume=True,
-                      data_summary=data_summary(data_spec, samples), progress=progress)
-                model, _, payload = load_model(fold_dir / "last.pt", device)
-                test_samples = [samples[i] for i in test_idx]
-                predictions = predict(model, test_samples, arch_config.model.image_size, device)
-                atomic_write_json(fold_dir / "predictions.json", records_with_dice(predictions, test_samples))
-                min_share = payload.get("presence", {}).get("min_lesion_share")
-                metrics = score(test_samples, predictions, min_share)
-                metrics.update(test_fold_calibration(test_samples, predictions, payload.get("calibration", {})))
-                metrics.update(test_fold_out_of_distribution(model, test_samples, payload, arch_config, device))
-                if "presence" in payload:
-                    metrics["presence_chosen_on"] = payload["presence"].get("chosen_on", "")
-                atomic_write_json(metrics_file, metrics)
-            per_fold.append(json.loads(metrics_file.read_text()))
-            records = json.loads((fold_dir / "predictions.json").read_text())
-            classified = [r for r in records if r["label"] != NO_LESION]  # lesion-free images have no class
-            if classified and "probabilities" in classified[0]:
-                labels_all.append(np.array([r["label"] for r in classified]))
-                scores_all.append(np.array([r["probabilities"][BENIGN] for r in classified]))
+            if not (fold_dir / "metrics.json").exists():
+                _train_and_score_fold(arch_config, samples, fold, fold_dir, data_spec, device, progress)
+            per_fold.append(json.loads((fold_dir / "metrics.json").read_text()))
+            curve = _fold_roc_points(fold_dir)
+            if curve is not None:
+                fold_curves.append(curve)
         results[architecture] = {"folds": per_fold, "aggregate": aggregate(per_fold)}
-        if labels_all:
-            curves[architecture] = (np.concatenate(labels_all), np.concatenate(scores_all))
+        if fold_curves:
+            curves[architecture] = (np.concatenate([c[0] for c in fold_curves]),
+                                    np.concatenate([c[1] for c in fold_curves]))
+    files = _write_reports(out_dir, results, curves, config, architectures, fold_list, data_spec,
+                           f"{len(samples)} images, {folds} stratified folds"
+                           f"{' (near-duplicates kept in one fold)' if group_duplicates else ''}")
+    return CVResult(out_dir=out_dir, results=results, files=files)
 
-    preamble = (f"Cross-validation of {', '.join(architectures)} on `{data_spec}`: {len(samples)} images, "
-                f"{folds} stratified folds{' (near-duplicates kept in one fold)' if group_duplicates else ''}; "
+
+def _fold_list(out_dir: Path, samples: list[Sample], folds: int, seed: int, group_duplicates: bool,
+               data_spec: str) -> list[dict[str, Any]]:
+    """The folds of ``out_dir``'s folds.json, made and written on the first run (so a resumed run keeps them)."""
+    folds_file = out_dir / "folds.json"
+    if folds_file.exists():
+        fold_list = json.loads(folds_file.read_text())["folds"]
+        if len(fold_list) != folds:
+            raise CosaEdgeError(f"{out_dir} holds a {len(fold_list)}-fold run; use --folds {len(fold_list)} "
+                                "or another --out")
+        return fold_list
+    fold_list = make_folds(samples, folds, seed, group_duplicates)
+    atomic_write_json(folds_file, {"data": data_summary(data_spec, samples), "group_near_duplicates": group_duplicates,
+                                   "folds": fold_list})
+    return fold_list
+
+
+def _train_and_score_fold(config: TrainConfig, samples: list[Sample], fold: dict[str, Any], fold_dir: Path,
+                          data_spec: str, device: Any, progress: bool) -> None:
+    """Train one fold (resuming its last.pt) and score its last epoch on the test fold: predictions.json, then
+    metrics.json last, whose presence marks the fold as done."""
+    train_idx, test_idx = _fold_indices(samples, fold)
+    train(config, [samples[i] for i in train_idx], fold_dir, resume=True,
+          data_summary=data_summary(data_spec, samples), progress=progress)
+    model, checkpoint = load_model(fold_dir / "last.pt", device)
+    test_samples = [samples[i] for i in test_idx]
+    predictions = predict(model, test_samples, config.model.image_size, device)
+    atomic_write_json(fold_dir / "predictions.json", records_with_dice(predictions, test_samples))
+    metrics = score(test_samples, predictions, checkpoint.min_lesion_share)
+    metrics.update(test_fold_calibration(test_samples, predictions, checkpoint.calibration))
+    metrics.update(test_fold_out_of_distribution(model, test_samples, checkpoint, device))
+    if checkpoint.presence:
+        metrics["presence_chosen_on"] = checkpoint.presence.get("chosen_on", "")
+    atomic_write_json(fold_dir / "metrics.json", metrics)
+
+
+def _fold_roc_points(fold_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The test fold's labels and benign probabilities (the paper's positive class); None without classes."""
+    records = json.loads((fold_dir / "predictions.json").read_text())
+    classified = [r for r in records if r["label"] != NO_LESION]  # lesion-free images have no class
+    if not classified or "probabilities" not in classified[0]:
+        return None
+    return (np.array([r["label"] for r in classified]),
+            np.array([r["probabilities"][BENIGN] for r in classified]))
+
+
+def _write_reports(out_dir: Path, results: dict[str, dict[str, Any]], curves: dict[str, tuple[np.ndarray, np.ndarray]],
+                   config: TrainConfig, architectures: list[str], fold_list: list[dict[str, Any]], data_spec: str,
+                   data_description: str) -> list[Path]:
+    """The tables, the ROC and reliability plots and the paired comparisons; the files written."""
+    preamble = (f"Cross-validation of {', '.join(architectures)} on `{data_spec}`: {data_description}; "
                 f"encoder {config.model.encoder}, {config.model.image_size}x{config.model.image_size}, "
-                f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}, scored with each fold's last epoch.")
+                f"{config.epochs} epochs, batch {config.batch_size}, seed {config.seed}, "
+                "scored with each fold's last epoch.")
     departures = recorded_departures(out_dir, architectures, fold_list, config)
     if departures:
         preamble += (" Folds trained by an earlier command with other settings (as their config.json records them; "
@@ -164,8 +193,7 @@ def cross_validate(config: TrainConfig, samples: list[Sample], data_spec: str, o
                                       title=f"Reliability, test folds pooled ({data_spec.split(':')[0]})"))
         figures.append(("reliability", "reliability.png"))
     files = [*write_tables(results, data_spec, out_dir, preamble=preamble, figures=figures), *plots]
-    files += write_paired_comparisons(out_dir, architectures, fold_list)
-    return CVResult(out_dir=out_dir, results=results, files=files)
+    return files + write_paired_comparisons(out_dir, architectures, fold_list)
 
 
 #: Settings that do not change what a fold learns: where it ran, how often it saved and validated.
@@ -198,8 +226,9 @@ def recorded_departures(out_dir: Path, architectures: list[str], fold_list: list
                 if key in wanted and value != wanted[key]:
                     recorded.setdefault(key, set()).add(json.dumps(value))
         if recorded:
-            notes.append(f"{architecture}: " + ", ".join(f"{key} {' or '.join(sorted(values))} [{json.dumps(wanted[key])}]"
-                                                         for key, values in sorted(recorded.items())))
+            notes.append(f"{architecture}: " + ", ".join(
+                f"{key} {' or '.join(sorted(values))} [{json.dumps(wanted[key])}]"
+                for key, values in sorted(recorded.items())))
     return notes
 
 
