@@ -8,16 +8,18 @@ the build-time limits (:class:`Fidelity`), and engines of one model measured tog
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import BENIGN, MALIGNANT
 from ..data import Sample
-from ..engines.base import Engine
 from ..errors import CosaEdgeError
 from ..presence import DEFAULT_MIN_LESION_SHARE, lesion_present, lesion_share
 from .accuracy import EngineAccuracy, accuracy_of
+
+if TYPE_CHECKING:  # a type only: evaluation sits below the runtimes, which call it to check their builds
+    from ..engines.base import Engine
 from .masks import MASK_THRESHOLD
 from .outputs import EngineOutputs, frames_of, run_engine, run_frames
 

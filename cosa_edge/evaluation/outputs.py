@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..contract import CLASS_OUTPUT, LESION_OUTPUT, stack_frames
 from ..data import Sample, resize_grey
-from ..engines.base import Engine
+
+if TYPE_CHECKING:  # a type only: evaluation sits below the runtimes, which call it to check their builds
+    from ..engines.base import Engine
 
 
 @dataclass(frozen=True)
