@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cosa_edge import BENIGN, NO_LESION
+from cosa_edge.fileio import atomic_write_text
 from cosa_edge.report.paired import compare_records, paired_markdown
 
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     markdown = paired_markdown({label_b: tests}, label_a, title=f"Paired comparison: {label_a} against {label_b}")
     print(markdown)
     if args.out:
-        args.out.write_text(markdown, encoding="utf-8")
+        atomic_write_text(args.out, markdown)
     return 0
 
 

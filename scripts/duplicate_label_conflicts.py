@@ -19,6 +19,7 @@ from cosa_edge import CLASS_NAMES, NO_LESION, NO_LESION_NAME
 from cosa_edge.data import load_dataset
 from cosa_edge.data.splits import near_duplicate_groups
 from cosa_edge.errors import CosaEdgeError
+from cosa_edge.fileio import atomic_write_text
 
 
 def label_name(label: int) -> str:
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
+        atomic_write_text(args.out, text)
     return 0
 
 

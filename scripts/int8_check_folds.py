@@ -21,6 +21,8 @@ from typing import Any
 
 import onnx
 
+from cosa_edge.fileio import atomic_write_text
+
 COSA_EDGE = [sys.executable, "-m", "cosa_edge.cli"]
 # percentile and entropy hold every calibration image's activations in memory; the CLI asks for 100 or fewer.
 CALIB_COUNT = {"minmax": 400, "entropy": 100, "percentile": 100}
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(rows, f"INT8 check of {args.run.name}/{args.model}, every fold")
     print(text)
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
+        atomic_write_text(args.out, text)
     return 0
 
 

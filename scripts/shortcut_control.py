@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cosa_edge.data import Sample, load_dataset
 from cosa_edge.data.marks import draw_calipers, has_calipers, remove_marks
-from cosa_edge.fileio import atomic_write_json
+from cosa_edge.fileio import atomic_write_json, atomic_write_text
 from cosa_edge.presence import lesion_present, lesion_share
 from cosa_edge.report.paired import mcnemar_accuracy
 from cosa_edge.report.pooled import Rate
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(records, [f["index"] for f in finished])
     print(text)
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
+        atomic_write_text(args.out, text)
     return 0
 
 
