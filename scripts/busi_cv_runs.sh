@@ -16,7 +16,7 @@ COSA_EDGE=${COSA_EDGE:-.venv/bin/cosa-edge}
 DATA=busi:../shared/data/busi
 
 commit_finished_folds() {
-  for metrics in docs/busi-cv-lite*/*/fold*/metrics.json docs/busi-cv-edge256/*/fold*/metrics.json; do
+  for metrics in docs/results/busi-cv-lite*/*/fold*/metrics.json docs/results/busi-cv-edge256/*/fold*/metrics.json; do
     [ -f "$metrics" ] || continue
     git ls-files --error-unmatch "$metrics" >/dev/null 2>&1 && continue
     fold=$(dirname "$metrics"); run=$(dirname "$(dirname "$fold")")
@@ -39,8 +39,8 @@ trap 'kill $WATCHER 2>/dev/null' EXIT
 # MTL-COSA lite first (the paper's comparison and the decision rules need it), then the from-scratch edge model at
 # the same 256 px for the paired tests, then MTL-COSA lite with the normal images (presence, the shortcut control and
 # the model card wait on it), then MTL and MTL-SA lite (the ablation: five CPU hours more).
-cv docs/busi-cv-lite docs/busi-cv/folds.json --preset lite --models mtl_cosa
-cv docs/busi-cv-edge256 docs/busi-cv/folds.json --preset edge --epochs 12 --models mtl_cosa
-cv docs/busi-cv-lite-normal docs/busi-cv-normal-recipe/folds.json --preset lite --include-normal --models mtl_cosa
-cv docs/busi-cv-lite docs/busi-cv/folds.json --preset lite --models mtl_cosa,mtl,mtl_sa
+cv docs/results/busi-cv-lite docs/results/busi-cv/folds.json --preset lite --models mtl_cosa
+cv docs/results/busi-cv-edge256 docs/results/busi-cv/folds.json --preset edge --epochs 12 --models mtl_cosa
+cv docs/results/busi-cv-lite-normal docs/results/busi-cv-normal-recipe/folds.json --preset lite --include-normal --models mtl_cosa
+cv docs/results/busi-cv-lite docs/results/busi-cv/folds.json --preset lite --models mtl_cosa,mtl,mtl_sa
 commit_finished_folds

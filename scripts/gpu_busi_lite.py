@@ -4,7 +4,7 @@
 Two steps. Here, where cosa-edge is installed with the lite extra and BUSI is at hand:
 
     python3 scripts/gpu_busi_lite.py pack --data busi:../shared/data/busi/Dataset_BUSI_with_GT \\
-        --folds docs/busi-cv/folds.json
+        --folds docs/results/busi-cv/folds.json
 
 writes gpu_payload/ (ignored by git, about 45 MB): BUSI's benign and malignant images and masks resized to
 256 px in one compressed array file, the committed folds, and the lite0 ImageNet weights package copied from
@@ -308,7 +308,7 @@ def main() -> int:
     packer = commands.add_parser("pack", help="write the payload here (CPU; needs the lite extra and the data)")
     packer.add_argument("--data", default=f"busi:{REPO.parent / 'shared' / 'data' / 'busi' / 'Dataset_BUSI_with_GT'}",
                         help="a cosa-edge data spec (default: BUSI beside this checkout)")
-    packer.add_argument("--folds", type=Path, default=REPO / "docs" / "busi-cv" / "folds.json",
+    packer.add_argument("--folds", type=Path, default=REPO / "docs" / "results" / "busi-cv" / "folds.json",
                         help="the committed folds (a folds.json of `cosa-edge cv`); 'none' to make new ones there")
     packer.add_argument("--out", type=Path, default=PAYLOAD)
     packer.add_argument("--size", type=int, default=256, help="the side the images are resized to")

@@ -51,3 +51,10 @@ def test_the_link_check_finds_a_missing_file_and_a_missing_heading(tmp_path: Pat
     page = tmp_path / "a.md"
     page.write_text("[ok](b.md#a-heading-with-code) [gone](c.md) [bad anchor](b.md#nothing) [web](https://x.org)\n")
     assert broken_links(page) == ["a.md: c.md (no such file)", "a.md: b.md#nothing (no such heading)"]
+
+
+def test_docs_keeps_prose_apart_from_run_outputs() -> None:
+    """docs/ holds the prose (Markdown pages) and one results/ folder; what runs write goes under results/."""
+    stray = sorted(p.name for p in (REPO / "docs").iterdir()
+                   if not (p.is_file() and p.suffix == ".md") and p.name != "results")
+    assert not stray, f"run outputs belong under docs/results/: {stray}"

@@ -15,7 +15,7 @@ from cosa_edge.export.model_card import (BUSI_LIMITATIONS, LESION_FREE_OUT_OF_SC
                                          card_path, read_cv_results)
 
 REPO = Path(__file__).resolve().parents[1]
-BUSI_CV = REPO / "docs" / "busi-cv" / "results.json"
+BUSI_CV = REPO / "docs" / "results" / "busi-cv" / "results.json"
 BUSI_DATA = {"spec": "busi:/home/someone/private/Dataset_BUSI_with_GT", "images": 647,
              "counts": {"benign": 437, "malignant": 210}, "train_counts": {"benign": 372, "malignant": 178},
              "val_counts": {"benign": 65, "malignant": 32}}
@@ -90,8 +90,9 @@ def test_cross_validation_figures_with_their_spread() -> None:
 
 
 def test_a_run_with_lesion_free_images_puts_presence_calibration_and_the_gate_on_the_card() -> None:
-    """docs/busi-cv-normal-recipe: trained with BUSI's normal images; docs/busi-cv (without them) has no presence."""
-    with_normal = REPO / "docs" / "busi-cv-normal-recipe" / "results.json"
+    """docs/results/busi-cv-normal-recipe: trained with BUSI's normal images; docs/results/busi-cv (without them)
+    has no presence."""
+    with_normal = REPO / "docs" / "results" / "busi-cv-normal-recipe" / "results.json"
     folds = json.loads(with_normal.read_text())["results"]["mtl_cosa"]["folds"]
     specificity = [f["presence"]["specificity"] * 100 for f in folds]
     card = build_model_card(_metadata(), PAYLOAD, read_cv_results(with_normal, "mtl_cosa"))

@@ -128,7 +128,7 @@ def _finite(value: Any) -> float | None:
 
 
 def read_cv_results(path: Path, architecture: str) -> CvSummary:
-    """The folds of ``architecture`` in a cross-validation results.json (docs/busi-cv/results.json's format)."""
+    """The folds of ``architecture`` in a cross-validation results.json (docs/results/busi-cv/results.json's format)."""
     path = Path(path)
     if not path.is_file():
         raise CosaEdgeError(f"cross-validation results {path} do not exist; pass the results.json `cosa-edge cv` wrote")
