@@ -32,6 +32,12 @@ def fold_records(run: Path, model: str) -> list[dict[str, Any]]:
             for record in json.loads((run / model / f"fold{k}" / "predictions.json").read_text(encoding="utf-8"))]
 
 
+def test_folds(run: Path) -> Any:
+    """The test images of each fold, as the run's folds.json lists them."""
+    folds = json.loads((run / "folds.json").read_text(encoding="utf-8"))
+    return folds["folds"] if isinstance(folds, dict) and "folds" in folds else folds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_a", type=Path)
@@ -43,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     for run in (args.run_a, args.run_b):
         if not (run / "folds.json").is_file():
             raise SystemExit(f"{run} holds no folds.json: give the --out folder of a `cosa-edge cv` run")
-    if json.loads((args.run_a / "folds.json").read_text()) != json.loads((args.run_b / "folds.json").read_text()):
+    # The test images of each fold decide; the data spec's spelling (a relative or absolute path) does not.
+    if test_folds(args.run_a) != test_folds(args.run_b):
         raise SystemExit("the two runs' folds differ: a paired comparison needs the same test images in each fold")
     model_b = args.model_b or args.model
     tests = compare_records(fold_records(args.run_a, args.model), fold_records(args.run_b, model_b),

@@ -54,6 +54,9 @@ def test_runs_on_different_folds_or_unfinished_are_refused(tmp_path: Path) -> No
     b = fake_run(tmp_path / "b", 0.5, {"data": "busi", "folds": [[1], [0]]}, seed=2)
     result = run(str(a), str(b))
     assert result.returncode != 0 and "folds differ" in result.stderr
+    # The same test images with the data folder spelt another way: the same folds.
+    spelt = fake_run(tmp_path / "spelt", 0.5, {"data": "busi:/elsewhere/busi", "folds": [[0], [1]]}, seed=4)
+    assert run(str(a), str(spelt)).returncode == 0
     c = fake_run(tmp_path / "c", 0.5, {"data": "busi", "folds": [[0], [1]]}, seed=3)
     (c / "mtl_cosa" / "fold1" / "predictions.json").unlink()
     result = run(str(a), str(c))
