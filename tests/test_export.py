@@ -14,7 +14,7 @@ from cosa_edge.contract import ModelMetadata  # noqa: E402
 from cosa_edge.data import load_dataset  # noqa: E402
 from cosa_edge.data.phantom import make_phantom_dataset  # noqa: E402
 from cosa_edge.evaluation.comparison import compare_engines  # noqa: E402
-from cosa_edge.evaluation.outputs import frames_of  # noqa: E402
+from cosa_edge.evaluation.engine_outputs import frames_of  # noqa: E402
 from cosa_edge.errors import CosaEdgeError  # noqa: E402
 from cosa_edge.export.onnx_export import export_onnx  # noqa: E402
 from cosa_edge.export.parity import MASK_AGREEMENT, PROBABILITY_TOLERANCE, check_export_parity  # noqa: E402

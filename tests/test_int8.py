@@ -140,7 +140,7 @@ def test_a_deliberately_bad_calibration_fails_the_build_and_writes_nothing(expor
 
 def test_flips_are_counted_by_direction(exported_onnx: Path, held_out: list) -> None:
     from cosa_edge.evaluation.comparison import compare_outputs
-    from cosa_edge.evaluation.outputs import EngineOutputs
+    from cosa_edge.evaluation.engine_outputs import EngineOutputs
 
     classes = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]], np.float32)
     flipped = classes[:, ::-1].copy()

@@ -78,7 +78,7 @@ def test_a_model_without_the_plugin_is_left_alone(exported_onnx: Path) -> None:
 def test_a_rewritten_plugin_export_matches_the_standard_export(trained_checkpoint: Path, exported_onnx: Path,
                                                                tmp_path: Path) -> None:
     from cosa_edge.data.phantom import make_phantom_dataset
-    from cosa_edge.evaluation.outputs import frames_of
+    from cosa_edge.evaluation.engine_outputs import frames_of
     from cosa_edge.export.onnx_export import export_onnx
 
     export_onnx(trained_checkpoint, tmp_path / "plugin.onnx", cosa_op="plugin")
@@ -113,7 +113,7 @@ def test_the_onnxruntime_engine_opens_a_plugin_export_directly(trained_checkpoin
                                                                 tmp_path: Path) -> None:
     from cosa_edge.data.phantom import make_phantom_dataset
     from cosa_edge.evaluation.comparison import compare_engines
-    from cosa_edge.evaluation.outputs import frames_of
+    from cosa_edge.evaluation.engine_outputs import frames_of
     from cosa_edge.engines.onnxruntime_engine import OnnxRuntimeEngine
     from cosa_edge.export.onnx_export import export_onnx
 

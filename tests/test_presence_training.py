@@ -93,7 +93,7 @@ def test_the_exported_graph_applies_the_checkpoint_temperature(trained_checkpoin
                                                                tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     from cosa_edge.calibration import apply_temperature
-    from cosa_edge.evaluation.outputs import frames_of
+    from cosa_edge.evaluation.engine_outputs import frames_of
     from cosa_edge.engines.onnxruntime_engine import OnnxRuntimeEngine
     from cosa_edge.export.onnx_export import export_onnx
 

@@ -14,7 +14,7 @@ from typing import Any
 from ..data import Sample
 from ..evaluation.accuracy import accuracy_of
 from ..evaluation.comparison import compare_outputs
-from ..evaluation.outputs import run_engine
+from ..evaluation.engine_outputs import run_engine
 from ..engines.base import Engine
 from .flops import gflop_per_image
 from .runner import BenchResult

@@ -14,7 +14,7 @@ import numpy as np
 from ..data import Sample
 from ..metrics import class_auc, segmentation_metrics_one
 from .masks import mask_at_size
-from .outputs import EngineOutputs
+from .engine_outputs import EngineOutputs
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from .accuracy import EngineAccuracy, accuracy_of
 if TYPE_CHECKING:  # a type only: evaluation sits below the runtimes, which call it to check their builds
     from ..engines.base import Engine
 from .masks import MASK_THRESHOLD
-from .outputs import EngineOutputs, frames_of, run_engine, run_frames
+from .engine_outputs import EngineOutputs, frames_of, run_engine, run_frames
 
 FP16_PROBABILITY_TOLERANCE = 1e-2
 FP16_DICE_AGREEMENT = 0.99

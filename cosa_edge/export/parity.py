@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..data import Sample
 from ..evaluation.comparison import Agreement, compare_engines
-from ..evaluation.outputs import frames_of
+from ..evaluation.engine_outputs import frames_of
 from ..errors import CosaEdgeError
 
 PROBABILITY_TOLERANCE = 1e-4
