@@ -111,7 +111,7 @@ def test_tables_show_presence_and_calibration(tmp_path: Path) -> None:
 
     calibration = _csv(tmp_path / "calibration.csv")
     assert calibration[0] == ["Model", "temperature", "ECE before (%)", "ECE after (%)",
-                              "folds whose temperature was kept"]
+                              "folds whose temperature lies inside its range"]
     assert calibration[1] == ["MTL-COSA", "2.00 ± 0.71", "25.00 ± 7.07", "7.50 ± 3.54", "100%"]
     assert calibration[2] == ["MTL", "1.00 ± 0.00", "10.00 ± 0.00", "10.00 ± 0.00", "100%"]
 

@@ -158,5 +158,5 @@ def pooled_sections(results: dict[str, dict[str, Any]], out_dir: Path,
         sections.append("### Calibration pooled over folds\n\nExpected calibration error over every test lesion image "
                         "of every fold, before and after each fold's temperature; a temperature fitted at an end of "
                         "its search range is not kept.\n\n| Model | images | ECE before (%) | ECE after (%) | "
-                        "temperatures kept |\n|---|---|---|---|---|\n" + "\n".join(calibration_rows) + "\n")
+                        "temperatures inside the range |\n|---|---|---|---|---|\n" + "\n".join(calibration_rows) + "\n")
     return sections

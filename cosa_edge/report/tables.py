@@ -247,7 +247,7 @@ def build_presence_tables(results: dict[str, dict[str, Any]]) -> dict[str, tuple
                               presence_rows)
     if calibration_rows:
         tables["calibration"] = (["Model", "temperature", "ECE before (%)", "ECE after (%)",
-                                  "folds whose temperature was kept"], calibration_rows)
+                                  "folds whose temperature lies inside its range"], calibration_rows)
     if ood_rows:
         tables["ood"] = (["Model", "test-fold images the gate lets through (%)", "target"], ood_rows)
     return tables
