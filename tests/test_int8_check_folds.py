@@ -52,3 +52,30 @@ def test_a_run_without_checkpoints_is_named(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "cv")], capture_output=True, text=True,
                           cwd=REPO, timeout=120)
     assert done.returncode != 0 and "no last.pt for folds [0]" in done.stderr
+
+
+def test_the_method_is_chosen_on_validation_and_checked_on_test(trained_checkpoint: Path, tmp_path: Path) -> None:
+    """scripts/int8_method_on_validation.py: each method calibrated on the training images less the validation
+    split, checked there, the choice reported with its test check. Real quantization and checks; the cv run is
+    the stand-in above, its fold's config.json the trained model's with a validation split."""
+    from cosa_edge.data import load_dataset
+
+    names = [s.name for s in load_dataset("phantom:24", phantom_size=64, seed=0)]
+    run = tmp_path / "cv"
+    fold_dir = run / "mtl_cosa" / "fold0"
+    fold_dir.mkdir(parents=True)
+    (run / "folds.json").write_text(json.dumps({"folds": [{"index": 0, "test": names[:8]}]}))
+    shutil.copy(trained_checkpoint, fold_dir / "last.pt")
+    config = json.loads((trained_checkpoint.parent / "config.json").read_text())
+    config["config"]["val_fraction"] = 0.3
+    (fold_dir / "config.json").write_text(json.dumps(config))
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "int8_method_on_validation.py"), str(run),
+                           "--data", "phantom:24", "--methods", "minmax,percentile", "--work",
+                           str(tmp_path / "engines"), "-o", str(tmp_path / "chosen.md")],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in (tmp_path / "chosen.md").read_text().splitlines() if line.startswith("| 0 |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1].split(" ")[1] == "(5)" and cells[2].split(" ")[1] == "(5)"  # 16 training images: 5 validate
+    assert cells[3] in ("minmax", "percentile") and cells[5] in ("passed", "failed")
+    assert (tmp_path / "engines" / "mtl_cosa-fold0.percentile.int8.onnx").is_file()
