@@ -30,7 +30,11 @@ def test_bench_report_files(tmp_path: Path) -> None:
     baseline = bench_engine(slow, [1, 2], warmup=1, iterations=5, progress=False)
     measured = bench_engine(fast, [1, 2], warmup=1, iterations=5, progress=False)
     attach_ratios(measured, baseline)
-    assert all(r.ratio_to_baseline is not None and r.ratio_to_baseline < 1 for r in measured)
+    # The ratio's arithmetic, not which engine was faster: on a shared machine a 4 ms sleep can lose to a busy core
+    # (a fresh-clone run beside a training run saw it), and speed belongs to benchmarks, not unit tests.
+    medians = {r.batch_size: r.latency_ms.median for r in baseline}
+    assert [r.ratio_to_baseline for r in measured] == pytest.approx(
+        [r.latency_ms.median / medians[r.batch_size] for r in measured])
     assert {"preprocess", "compute", "postprocess"} <= set(measured[0].stages_ms)
     method = {"warmup": 1, "iterations": 5, "duration": None, "rounds": 3, "batch_sizes": [1, 2]}
     files = write_report(baseline + measured, tmp_path, system_info(), baseline_name="slow", method=method)
