@@ -59,3 +59,10 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(json_safe(obj), indent=2) + "\n")
+
+
+def print_and_save(text: str, path: str | os.PathLike[str] | None) -> None:
+    """Print a report and, where ``path`` is given, write it there too (atomically): the scripts' -o option."""
+    print(text)
+    if path is not None:
+        atomic_write_text(path, text)

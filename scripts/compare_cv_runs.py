@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cosa_edge import BENIGN, NO_LESION
-from cosa_edge.fileio import atomic_write_text
+from cosa_edge.fileio import print_and_save
 from cosa_edge.report.paired import compare_records, paired_markdown
 
 
@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                             benign=BENIGN, no_lesion=NO_LESION)
     label_a, label_b = f"{args.run_a.name}/{args.model}", f"{args.run_b.name}/{model_b}"
     markdown = paired_markdown({label_b: tests}, label_a, title=f"Paired comparison: {label_a} against {label_b}")
-    print(markdown)
-    if args.out:
-        atomic_write_text(args.out, markdown)
+    print_and_save(markdown, args.out)
     return 0
 
 

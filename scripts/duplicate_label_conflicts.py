@@ -19,7 +19,7 @@ from cosa_edge import CLASS_NAMES, NO_LESION, NO_LESION_NAME
 from cosa_edge.data import load_dataset
 from cosa_edge.data.splits import near_duplicate_groups
 from cosa_edge.errors import CosaEdgeError
-from cosa_edge.fileio import atomic_write_text
+from cosa_edge.fileio import print_and_save
 
 
 def label_name(label: int) -> str:
@@ -46,9 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = ", ".join(f"{samples[i].name} ({label_name(samples[i].label)})" for i in group)
         lines.append(f"| {number} | {cells} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        atomic_write_text(args.out, text)
+    print_and_save(text, args.out)
     return 0
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import onnx
 
-from cosa_edge.fileio import atomic_write_text
+from cosa_edge.fileio import print_and_save
 
 COSA_EDGE = [sys.executable, "-m", "cosa_edge.cli"]
 # percentile and entropy hold every calibration image's activations in memory; the CLI asks for 100 or fewer.
@@ -96,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [check_fold(args.run, args.model, k, method, args.data, args.work)
             for method in methods for k in range(len(folds))]
     text = markdown(rows, f"INT8 check of {args.run.name}/{args.model}, every fold")
-    print(text)
-    if args.out:
-        atomic_write_text(args.out, text)
+    print_and_save(text, args.out)
     return 0
 
 

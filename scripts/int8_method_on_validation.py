@@ -31,7 +31,7 @@ from cosa_edge.engines.build import build_engine
 from cosa_edge.engines.int8 import DEFAULT_CALIBRATION_COUNT, HISTOGRAM_MAX_IMAGES, calibration_from_samples
 from cosa_edge.engines.quantized_build import Int8Recipe
 from cosa_edge.evaluation.comparison import Fidelity, compare_to_reference
-from cosa_edge.fileio import atomic_write_text
+from cosa_edge.fileio import print_and_save
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((fold["index"], results, choose(results)))
         print(f"fold {fold['index']}: chosen {rows[-1][2].method}", file=sys.stderr)
     text = markdown(rows, f"INT8 calibration chosen on validation, {args.run.name}/{args.model}")
-    print(text)
-    if args.out:
-        atomic_write_text(args.out, text)
+    print_and_save(text, args.out)
     return 0
 
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cosa_edge.data import Sample, load_dataset
 from cosa_edge.data.marks import draw_calipers, has_calipers, remove_marks
-from cosa_edge.fileio import atomic_write_json, atomic_write_text
+from cosa_edge.fileio import atomic_write_json, print_and_save
 from cosa_edge.presence import lesion_present, lesion_share
 from cosa_edge.report.paired import mcnemar_accuracy
 from cosa_edge.report.pooled import Rate
@@ -120,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_json(out, fold_records(args.run, args.model, fold, samples))
         records += json.loads(out.read_text(encoding="utf-8"))
     text = markdown(records, [f["index"] for f in finished])
-    print(text)
-    if args.out:
-        atomic_write_text(args.out, text)
+    print_and_save(text, args.out)
     return 0
 
 
