@@ -69,6 +69,8 @@ class TrainResult:
 
 
 def split_validation(samples: list[Sample], config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+    """The training and validation parts of ``samples`` (``config.val_fraction`` of each stratum, seeded): the
+    same split for training, `evaluate --split`, the demo and the INT8 scripts."""
     if config.val_fraction <= 0:
         return samples, []
     # Near-duplicates (BUSI saves some lesions twice) stay on one side, as cross-validation keeps them in one fold.
