@@ -74,6 +74,12 @@ def test_presence_and_calibration_when_the_model_has_them() -> None:
     assert LESION_FREE_OUT_OF_SCOPE not in card
     default = {"min_lesion_share": 0.002, "chosen_on": "default: the validation data held no lesion-free images"}
     assert LESION_FREE_OUT_OF_SCOPE in _flat(build_model_card(_metadata(presence=default), PAYLOAD))
+    # A temperature training did not keep is not called a scaling: the card says T = 1 and why.
+    rejected = {"temperature": 1.0, "fitted_on": "none: on the validation: 32 lesion images, the fitted temperature "
+                                                 "0.05 lies at an end of its search range"}
+    card = _flat(build_model_card(_metadata(calibration=rejected), PAYLOAD))
+    assert "not temperature-scaled (T = 1): on the validation: 32 lesion images, the fitted temperature 0.05" in card
+    assert "are temperature-scaled" not in card
 
 
 def test_cross_validation_figures_with_their_spread() -> None:

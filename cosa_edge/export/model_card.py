@@ -229,9 +229,14 @@ def _presence_section(metadata: ModelMetadata) -> list[str]:
         lines.append("- No lesion-presence threshold is attached: every frame gets a benign/malignant class, whether "
                      "or not it shows a lesion.")
     temperature = (metadata.calibration or {}).get("temperature")
-    if temperature is not None:
+    fitted_on = (metadata.calibration or {}).get("fitted_on", "data not recorded")
+    if temperature is not None and str(fitted_on).startswith("none"):
+        # Training fitted none, or kept none (too few images, no gain on held-out parts, T at its range's end).
+        reason = str(fitted_on).removeprefix("none: ")
+        lines.append(f"- Class probabilities are not temperature-scaled (T = 1): {reason}.")
+    elif temperature is not None:
         lines.append(f"- Class probabilities are temperature-scaled (T = {float(temperature):.3g}, fitted on "
-                     f"{metadata.calibration.get('fitted_on', 'data not recorded')}).")
+                     f"{fitted_on}).")
     else:
         lines.append("- Class probabilities are not calibrated: read them as scores that rank images, not as the "
                      "chance that a lesion is malignant.")
