@@ -62,7 +62,11 @@ def main() -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--data", default="busi:../shared/data/busi")
     parser.add_argument("--model", default="mtl_cosa")
+    parser.add_argument("--plot", type=Path, help="draw each fold's two presence ROC curves (no augmentation), "
+                        "its operating point and issue #9's target region into this PNG")
     args = parser.parse_args()
+    curves: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+    operating: dict[int, tuple[float, float]] = {}
     folds = json.loads((args.run_dir / "folds.json").read_text())["folds"]
     samples = load_dataset(args.data, progress=False, include_normal=True)
     for fold in folds:
@@ -74,6 +78,9 @@ def main() -> int:
         model.eval()
         test = [samples[i] for i in _fold_indices(samples, fold)[1]]
         has_lesion = np.array([s.has_lesion for s in test], bool)
+        presence = json.loads((checkpoint.parent / "metrics.json").read_text()).get("presence", {})
+        if presence.get("sensitivity") is not None and presence.get("specificity") is not None:
+            operating[fold["index"]] = (1 - presence["specificity"], presence["sensitivity"])
         for flip in (False, True):
             maps = lesion_maps(model, [s.image for s in test], config.model.image_size, flip)
             top = max(1, int(round(PRESENCE_TOP_SHARE * maps[0].size)))  # as train/loop.py presence_loss counts
@@ -82,6 +89,8 @@ def main() -> int:
             for name, values in scores.items():
                 # metrics.roc_curve scores the "positive" class: here a lesion (1) against none (0).
                 fpr, tpr, _ = roc_curve(has_lesion.astype(int), values, positive=1)
+                if not flip:
+                    curves[(fold["index"], name)] = (fpr, tpr)
                 print(json.dumps({"fold": fold["index"], "flip_tta": flip, "score": name,
                                   "lesion_images": int(has_lesion.sum()),
                                   "lesion_free_images": int((~has_lesion).sum()),
@@ -89,7 +98,40 @@ def main() -> int:
                                   "oracle_specificity_at_95_sensitivity":
                                       round(oracle_specificity(values, has_lesion), 4)}),
                       flush=True)
+    if args.plot and curves:
+        plot_presence_curves(curves, operating, args.plot, f"Lesion presence, test folds ({args.run_dir.name})")
     return 0
+
+
+#: Issue #9's target: specificity at least 90% with sensitivity at least 93%.
+GOAL_SPECIFICITY, GOAL_SENSITIVITY = 0.90, 0.93
+
+
+def plot_presence_curves(curves: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]],
+                         operating: dict[int, tuple[float, float]], path: Path, title: str) -> None:
+    """Each fold's ROC of lesion against lesion-free images for both scores, the fold's operating point (its
+    validation-chosen threshold on the test fold) and the target region a point must reach."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cosa_edge.report.figures import save_png
+
+    figure, axes = plt.subplots(figsize=(5.5, 5), dpi=120)
+    axes.fill_between([0, 1 - GOAL_SPECIFICITY], GOAL_SENSITIVITY, 1.0, color="#009E73", alpha=0.2,
+                      label=f"target: specificity ≥ {GOAL_SPECIFICITY:.0%}, sensitivity ≥ {GOAL_SENSITIVITY:.0%}")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (fold, name), (fpr, tpr) in sorted(curves.items()):
+        colour = colours[fold % len(colours)]
+        axes.plot(fpr, tpr, color=colour, linestyle="-" if name == "mask share" else "--",
+                  label=f"fold {fold}, {name} (AUC {auc(fpr, tpr):.2f})")
+    for fold, (fpr, tpr) in sorted(operating.items()):
+        axes.plot([fpr], [tpr], marker="o", color=colours[fold % len(colours)], markeredgecolor="black")
+    axes.set(xlabel="1 - specificity (lesion-free images called lesion)",
+             ylabel="sensitivity (lesion images that keep their lesion)", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    axes.legend(loc="lower right", fontsize=7)
+    save_png(figure, path)
 
 
 if __name__ == "__main__":
