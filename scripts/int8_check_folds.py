@@ -19,8 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import onnx
-
+from cosa_edge.backends import open_engine
 from cosa_edge.fileio import print_and_save
 
 COSA_EDGE = [sys.executable, "-m", "cosa_edge.cli"]
@@ -35,9 +34,9 @@ def run_cli(args: list[str]) -> None:
 
 
 def quantization_check(engine: Path) -> dict[str, Any]:
-    model = onnx.load(str(engine), load_external_data=False)
-    props = {p.key: p.value for p in model.metadata_props}
-    return json.loads(props["cosa_edge.quantization"])["check"]
+    """The accuracy check the build recorded in the engine's metadata (read, hash-checked, as any engine is)."""
+    with open_engine(engine) as opened:
+        return opened.metadata.quantization["check"]
 
 
 def check_fold(run: Path, model: str, fold: int, method: str, data: str, work: Path) -> dict[str, Any]:
